@@ -1,0 +1,1 @@
+"""The `playbooks` command: a thin click shell over `playbooks_worker`."""

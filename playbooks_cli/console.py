@@ -1,0 +1,96 @@
+"""The terminal side of a run: program output on stdout, the guide's status lines on stderr, user input."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import click
+
+from playbooks_worker.errors import InputUnavailable
+
+
+def short(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+class ConsoleIO:
+    def __init__(self, *, inputs: Iterable[str] = (), verbose: bool = False, answer_hint: str = "") -> None:
+        self.inputs = collections.deque(inputs)
+        self.verbose = verbose
+        self.answer_hint = answer_hint
+        self.found: set[str] = set()
+        self.resumed: set[str] = set()
+        self.checkpoints_written = 0
+        self.replayed = 0
+
+    # -- output ----------------------------------------------------------------------------------------
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "say":
+            click.echo(event["message"])
+            sys.stdout.flush()
+
+    def status(self, text: str) -> None:
+        click.echo(text, err=True)
+
+    notice = status
+
+    # -- the guide's resume lines ----------------------------------------------------------------------
+
+    def found_checkpoint(self, agent_id: str, record: dict[str, Any]) -> None:
+        self.found.add(agent_id)
+        self.status(f"🔄 Found checkpoint for agent {agent_id}")
+        self.status(f"   Checkpoint: {record['checkpoint_id']}")
+        self.status(f"   Last statement: {short(record['metadata']['statement'])}")
+
+    def no_checkpoints(self, agent_id: str) -> None:
+        self.status(f"⚠️  No checkpoints found for agent {agent_id}")
+
+    def on_resumed(self, agent: Any) -> None:
+        if agent.id in self.found and agent.id not in self.resumed:
+            self.resumed.add(agent.id)
+            self.status(f"✅ Resumed execution for agent {agent.id}")
+
+    def finish_resume_lines(self) -> None:
+        for agent_id in sorted(self.found - self.resumed):
+            self.resumed.add(agent_id)
+            self.status(f"✅ Resumed execution for agent {agent_id}")
+
+    def on_checkpoint(self, agent: Any, record: dict[str, Any], replayed: bool) -> None:
+        if replayed:
+            self.replayed += 1
+        else:
+            self.checkpoints_written += 1
+        if self.verbose:
+            meta = record["metadata"]
+            mark = "↺ replayed" if replayed else "✓ saved"
+            took = f" [{meta['duration_ms']:.1f} ms]" if meta.get("duration_ms") and not replayed else ""
+            self.status(f"   {mark} {record['checkpoint_id']} {meta['kind']} {short(meta['name'], 40)} "
+                        f"at {meta['file']}:{meta['line']}{took}")
+
+    # -- input -----------------------------------------------------------------------------------------
+
+    async def read_input(self, agent: Any) -> str:
+        if self.inputs:
+            return self.inputs.popleft()
+        stdin = sys.stdin
+        if stdin is None or stdin.closed:
+            raise self._no_input()
+        if stdin.isatty():
+            try:
+                return await asyncio.to_thread(input, "User: ")
+            except EOFError:
+                raise self._no_input() from None
+        line = await asyncio.to_thread(stdin.readline)
+        if not line:
+            raise self._no_input()
+        return line.rstrip("\n")
+
+    def _no_input(self) -> InputUnavailable:
+        return InputUnavailable("the run waits for input from user, and none is left (stdin closed, no --input)",
+                                hint=self.answer_hint or None)

@@ -1,0 +1,155 @@
+"""`playbooks run PROGRAM.pb [--resume [RUN_ID]] [--from-checkpoint ID] [--input TEXT]… [-v] [--name VALUE…]`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from playbooks_cli.common import abort, config_option, handle_errors, load_settings, status
+from playbooks_cli.console import ConsoleIO
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("program", metavar="PROGRAM.pb")
+@click.option("--resume", "resume", is_flag=False, flag_value="", default=None, metavar="[RUN_ID]",
+              help="Continue the newest unfinished run of PROGRAM (or RUN_ID) from its last checkpoint.")
+@click.option("--from-checkpoint", "from_checkpoint", metavar="ID",
+              help="Start a new run from checkpoint ID (later checkpoints stay with the old run).")
+@click.option("--input", "inputs", multiple=True, metavar="TEXT",
+              help="Answer to give the next time the program asks the user (repeatable); then stdin.")
+@click.option("--detach", is_flag=True, help="Cluster mode: submit the run and return its id.")
+@click.option("--broker", metavar="URL", help="Cluster mode: the Celery broker [env var: PLAYBOOKS_BROKER_URL].")
+@config_option
+@click.option("-v", "--verbose", is_flag=True, help="Print each checkpoint as it is saved or replayed.")
+@click.pass_context
+@handle_errors
+def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: str | None,
+        inputs: tuple[str, ...], detach: bool, broker: str | None, config_file: str | None,
+        verbose: bool) -> None:
+    """Run PROGRAM.pb; with --resume, continue from its last checkpoint.
+
+    Options after PROGRAM.pb that are not listed here are the entry playbook's arguments
+    (`playbooks run greet.pb --name Ada`). Exit codes: 0 completed, 1 the program failed,
+    2 bad usage, configuration or program, 3 waiting for input, 130 interrupted.
+    """
+    from playbooks_worker.program import load_program
+    from playbooks_worker.runner import LocalRunner
+
+    settings = load_settings(config_file, {"cluster.broker_url": broker} if broker else None)
+    status(f"Loading playbooks from: {[program]}")
+    if settings.cluster_mode or detach:
+        abort("cluster mode (a broker) is not available in this version", "unset the broker to run locally")
+    if resume is not None and from_checkpoint:
+        raise click.UsageError("use either --resume or --from-checkpoint, not both")
+    if (resume is not None or from_checkpoint) and not settings.durability.enabled:
+        status("⚠️  Resume requested but durability not enabled")
+        status("   Set durability.enabled=true in playbooks.toml")
+        sys.exit(2)
+
+    parsed = load_program(program)
+    args = entry_arguments(parsed, ctx.args)
+    again = f"playbooks run {program} --resume"
+    io = ConsoleIO(inputs=inputs, verbose=verbose, answer_hint=f"answer with: {again} --input 'your answer'")
+    runner = LocalRunner(settings, io)
+    if resume is None and not from_checkpoint:
+        status("Starting execution...")
+
+    async def go() -> Any:
+        if from_checkpoint:
+            return await runner.fork(parsed, from_checkpoint)
+        if resume is not None:
+            return await runner.resume(parsed, resume or None)
+        return await runner.start(parsed, args)
+
+    try:
+        outcome = asyncio.run(go())
+    except KeyboardInterrupt:
+        status(f"⏹️  Interrupted. Resume with: {again}")
+        sys.exit(130)
+    io.finish_resume_lines()
+    run_id = outcome.run.run_id
+    if outcome.status == "succeeded":
+        status("Execution complete ✅")
+    elif outcome.status == "waiting":
+        status(f"⏸️  Run {run_id} is waiting for input from user and none is left.")
+        status(f"   Answer with: {again} --input 'your answer'")
+    elif outcome.status == "interrupted":
+        status(f"⏹️  Interrupted. Resume with: {again}" if settings.durability.enabled else "⏹️  Interrupted.")
+    else:
+        render_failure(outcome.error, parsed.sources)
+        if settings.durability.enabled:
+            status(f"   Fix the problem, then continue from the last checkpoint: {again}")
+    sys.exit(outcome.exit_code)
+
+
+def render_failure(error: BaseException | None, sources: dict[str, str]) -> None:
+    """The failing lines of the user's program, not the runtime's frames."""
+    status(f"❌ The program failed: {type(error).__name__}: {error}")
+    if error is None:
+        return
+    files = {str(Path(p).resolve()) for p in sources}
+    for frame in traceback.extract_tb(error.__traceback__):
+        if frame.filename in files:
+            shown = _relative(frame.filename)
+            status(f"   {shown}:{frame.lineno} in {frame.name}: {(frame.line or '').strip()}")
+
+
+def _relative(path: str) -> str:
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def entry_arguments(program: Any, extra: list[str]) -> dict[str, Any]:
+    """`--name Ada` after the program → keyword arguments of the entry playbook, converted by annotation."""
+    entries = program.entry_points()
+    playbook = entries[0][1] if entries else None
+    params = {p.name: p for p in playbook.params} if playbook else {}
+    values: dict[str, Any] = {}
+    i = 0
+    while i < len(extra):
+        token = extra[i]
+        if not token.startswith("--") or token == "--":
+            raise click.UsageError(f"unexpected argument {token!r}")
+        name, has_value, value = token[2:].partition("=")
+        key = name.replace("-", "_")
+        if key not in params:
+            takes = ", ".join(f"--{p}" for p in params) or "no arguments"
+            where = f"entry playbook {playbook.name} takes {takes}" if playbook else "the program has no entry"
+            raise click.UsageError(f"no such option: --{name} ({where})")
+        if not has_value:
+            if i + 1 < len(extra) and not extra[i + 1].startswith("--"):
+                value = extra[i + 1]
+                i += 1
+            else:
+                value = "true"
+        values[key] = _convert(value, params[key].annotation, name)
+        i += 1
+    missing = [p.name for p in params.values() if p.default is None and p.name not in values]
+    if missing and playbook is not None:
+        raise click.UsageError(f"missing option --{missing[0]} (required by entry playbook {playbook.name})")
+    return values
+
+
+def _convert(value: str, annotation: str | None, name: str) -> Any:
+    kind = (annotation or "").strip()
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+    except ValueError:
+        raise click.UsageError(f"--{name} must be {'an integer' if kind == 'int' else 'a number'}, "
+                               f"not {value!r}") from None
+    if kind == "bool":
+        lowered = value.lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise click.UsageError(f"--{name} must be true or false, not {value!r}")
+        return lowered in ("true", "1", "yes")
+    return value

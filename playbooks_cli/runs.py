@@ -1,0 +1,107 @@
+"""`playbooks runs` and `playbooks status RUN_ID`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from playbooks_cli.common import config_option, handle_errors, json_option, load_settings, print_json
+
+
+def _store(config_file: str | None) -> Any:
+    from playbooks_worker.runs import FileRunStore
+
+    settings = load_settings(config_file)
+    return FileRunStore(settings.durability.storage_path)
+
+
+def shown_state(run: Any, store: Any) -> str:
+    if run.state == "running" and not store.is_locked(run.run_id):
+        return "interrupted"
+    return str(run.state)
+
+
+def ago(timestamp: float) -> str:
+    seconds = max(0, int(time.time() - timestamp))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def run_summary(run: Any, store: Any) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "state": shown_state(run, store),
+        "program": run.program,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+        "attempts": len(run.attempts),
+        "agents": run.agents,
+        "error": run.error,
+        "waiting_for": run.waiting_for,
+        "parent": run.parent,
+        "result": run.result,
+    }
+
+
+@click.command()
+@click.option("--all", "show_all", is_flag=True, help="Include finished runs older than the newest 20.")
+@config_option
+@json_option
+@handle_errors
+def runs(show_all: bool, config_file: str | None, as_json: bool) -> None:
+    """List runs, newest first."""
+    store = _store(config_file)
+    records = store.list()
+    if not show_all:
+        records = records[:20]
+    rows = [run_summary(r, store) for r in records]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("No runs yet: 'playbooks run PROGRAM.pb' starts one (with durability.enabled = true).")
+        return
+    click.echo(f"{'RUN':<14}{'STATE':<13}{'ATTEMPTS':<10}{'UPDATED':<12}PROGRAM")
+    for row in rows:
+        click.echo(f"{row['run_id']:<14}{row['state']:<13}{row['attempts']:<10}{ago(row['updated_at']):<12}"
+                   f"{row['program']}")
+
+
+@click.command()
+@click.argument("run_id")
+@config_option
+@json_option
+@handle_errors
+def status(run_id: str, config_file: str | None, as_json: bool) -> None:
+    """Show one run: state, attempts, agents and their last checkpoints."""
+    from playbooks_worker.checkpoints import FilesystemCheckpointProvider
+
+    settings = load_settings(config_file)
+    store = _store(config_file)
+    run = store.get(run_id)
+    provider = FilesystemCheckpointProvider(settings.durability.storage_path)
+    summary = run_summary(run, store)
+    summary["attempt_log"] = [vars(a) for a in run.attempts]
+    for agent in summary["agents"]:
+        ids = provider.ids_sync(agent["agent_id"])
+        agent["checkpoints"] = len(ids)
+        agent["last_checkpoint"] = ids[-1] if ids else None
+    if as_json:
+        print_json(summary)
+        return
+    click.echo(f"Run       {run.run_id}  ({summary['state']})")
+    click.echo(f"Program   {run.program}")
+    if run.parent:
+        click.echo(f"Forked    from {run.parent['checkpoint_id']} of run {run.parent['run_id']}")
+    if run.error:
+        click.echo(f"Error     {run.error}")
+    for attempt in run.attempts:
+        ended = f", {attempt.outcome}" if attempt.outcome else ""
+        click.echo(f"Attempt {attempt.number} on {attempt.host} pid {attempt.pid}, {ago(attempt.started_at)}{ended}")
+    for agent in summary["agents"]:
+        click.echo(f"Agent     {agent['agent_id']} ({agent['klass']}): {agent['checkpoints']} checkpoints, "
+                   f"last {agent['last_checkpoint']}")

@@ -1,0 +1,114 @@
+"""Every error playbooks-worker raises, under one root.
+
+    PlaybooksError                  anything a user can fix; the CLI prints it without a traceback
+    ├── ConfigError                 playbooks.toml / PLAYBOOKS_* values (exit 2)
+    ├── ProgramError                a .pb file that does not parse or names what does not exist (exit 2)
+    ├── SecretKeyError              no usable HMAC key, or a key file others can read (exit 2)
+    ├── CheckpointError             a checkpoint that cannot be written or trusted
+    │   ├── CheckpointCorrupt       tampered, truncated, unsigned, or signed for another id
+    │   ├── CheckpointTooLarge      over durability.max_checkpoint_size_mb
+    │   └── CheckpointNotFound
+    └── RunError                    a run that cannot be started or continued
+        ├── RunNotFound
+        ├── RunLocked               another process executes the run
+        ├── NonDeterminismError     replay met a different call than the journal recorded
+        └── InputUnavailable        the run waits for user input that cannot come (exit 3)
+
+Control flow is not an error: `PlaybookReturn`, `ProgramEnd` and `Divergence` derive from BaseException so
+that a playbook's `except Exception:` cannot swallow them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PlaybooksError(Exception):
+    """Root of every user-facing error. `hint` is the fix, printed on its own line."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, (self.message, self.hint))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(PlaybooksError):
+    exit_code = 2
+
+
+class ProgramError(PlaybooksError):
+    """`file:line: what is wrong`, and a hint."""
+
+    exit_code = 2
+
+
+class SecretKeyError(PlaybooksError):
+    exit_code = 2
+
+
+class CheckpointError(PlaybooksError):
+    exit_code = 1
+
+
+class CheckpointCorrupt(CheckpointError):
+    pass
+
+
+class CheckpointTooLarge(CheckpointError):
+    pass
+
+
+class CheckpointNotFound(CheckpointError):
+    exit_code = 2
+
+
+class RunError(PlaybooksError):
+    exit_code = 1
+
+
+class RunNotFound(RunError):
+    exit_code = 2
+
+
+class RunLocked(RunError):
+    exit_code = 2
+
+
+class NonDeterminismError(RunError):
+    pass
+
+
+class InputUnavailable(RunError):
+    exit_code = 3
+
+
+class PlaybookReturn(BaseException):  # noqa: N818 - control flow, not an error
+    """Raised by `Return(value)`; caught by the playbook that is returning."""
+
+    def __init__(self, value: Any = None) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+class ProgramEnd(BaseException):  # noqa: N818
+    """Raised by `EndProgram()` / `Exit()` / `Yield("exit")`: the whole run completes."""
+
+
+class Divergence(BaseException):  # noqa: N818
+    """Replay met a call the journal did not record; the runner decides: fork or refuse."""
+
+    def __init__(self, checkpoint_id: str, seq: int, expected: str, got: str, statement: str) -> None:
+        super().__init__(checkpoint_id)
+        self.checkpoint_id = checkpoint_id
+        self.seq = seq
+        self.expected = expected
+        self.got = got
+        self.statement = statement

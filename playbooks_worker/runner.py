@@ -1,0 +1,278 @@
+"""Start, resume and fork runs in this process: local mode (DESIGN §1), and the engine behind `Playbooks`.
+
+The runner owns everything around an attempt — which run, which records it may replay, the run lock and
+record, what a failure or a divergence means for the next attempt — and leaves execution to `Runtime`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from playbooks_worker.checkpoints import (
+    CheckpointProvider,
+    FilesystemCheckpointProvider,
+    MemoryCheckpointProvider,
+    split_checkpoint_id,
+)
+from playbooks_worker.checkpoints.provider import checkpoint_id
+from playbooks_worker.config import Settings
+from playbooks_worker.errors import (
+    CheckpointNotFound,
+    ConfigError,
+    Divergence,
+    InputUnavailable,
+    NonDeterminismError,
+    PlaybooksError,
+    RunError,
+)
+from playbooks_worker.program.model import Program
+from playbooks_worker.runs import FileRunStore, RunRecord, new_run_id, valid_records
+from playbooks_worker.runtime.engine import AgentJournal, Runtime, RunIO
+
+
+class Reporter(RunIO, Protocol):
+    """RunIO plus the status lines of the user's guide."""
+
+    def found_checkpoint(self, agent_id: str, record: dict[str, Any]) -> None: ...
+
+    def no_checkpoints(self, agent_id: str) -> None: ...
+
+    def notice(self, text: str) -> None: ...
+
+
+@dataclass
+class RunOutcome:
+    run: RunRecord
+    status: str  # succeeded | failed | waiting | interrupted
+    result: Any = None
+    error: BaseException | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {"succeeded": 0, "failed": 1, "waiting": 3, "interrupted": 130}[self.status]
+
+
+def run_id_of_agent(agent_id: str) -> str:
+    return agent_id.rsplit("_", 1)[-1]
+
+
+def _failing_checkpoint(error: BaseException) -> tuple[str, int] | None:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        tag = getattr(current, "__pbw_checkpoint__", None)
+        if tag is not None:
+            return tag
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class LocalRunner:
+    def __init__(self, settings: Settings, reporter: Reporter, provider: CheckpointProvider | None = None) -> None:
+        self.settings = settings
+        self.reporter = reporter
+        self.durable = settings.durability.enabled
+        if settings.durability.storage != "filesystem" and self.durable and provider is None:
+            raise ConfigError(f"[durability] storage = {settings.durability.storage!r} is not available in "
+                              "local mode yet", hint='use storage = "filesystem"')
+        path = Path(settings.durability.storage_path)
+        if provider is not None:
+            self.provider = provider
+        elif self.durable:
+            self.provider = FilesystemCheckpointProvider(path, max_size_mb=settings.durability.max_checkpoint_size_mb)
+        else:
+            self.provider = MemoryCheckpointProvider(max_size_mb=settings.durability.max_checkpoint_size_mb)
+        self.runs = FileRunStore(path) if self.durable else None
+
+    # -- choosing a run --------------------------------------------------------------------------------
+
+    def find_resumable(self, program: Program) -> RunRecord | None:
+        """The newest unfinished run of this program (interrupted, failed or waiting)."""
+        if self.runs is None:
+            return None
+        for run in self.runs.list():
+            if run.program == str(program.path) and not run.finished:
+                return run
+        return None
+
+    def agent_ids(self, run_id: str) -> list[str]:
+        suffix = f"_{run_id}"
+        return sorted((a for a in self.provider.agents_sync() if a.endswith(suffix)),
+                      key=lambda a: int(a[: -len(suffix)].rsplit("_", 1)[-1] or 0))
+
+    # -- the three ways in -----------------------------------------------------------------------------
+
+    async def start(self, program: Program, args: dict[str, Any] | None = None) -> RunOutcome:
+        import time
+
+        run = RunRecord(run_id=new_run_id(), program=str(program.path), program_digest=program.digest,
+                        created_at=time.time(), args=dict(args or {}))
+        return await self._execute(program, run, cutoff=None, changed=False)
+
+    async def resume(self, program: Program, run_id: str | None = None) -> RunOutcome:
+        if self.runs is None:
+            raise RunError("resume needs durability", hint="set durability.enabled = true in playbooks.toml")
+        run = self.runs.get(run_id) if run_id else self.find_resumable(program)
+        if run is None:
+            self.reporter.notice(f"⚠️  No checkpoints found for {program.path.name}: starting from the beginning")
+            return await self.start(program)
+        if run.program != str(program.path):
+            raise RunError(f"run {run.run_id} is of {run.program}, not {program.path}",
+                           hint=f"playbooks run {run.program} --resume {run.run_id}")
+        if run.state == "succeeded":
+            raise RunError(f"run {run.run_id} already completed", hint="run it again without --resume")
+        cutoff = run.failed_seq - 1 if run.failed_seq else None
+        return await self._execute(program, run, cutoff=cutoff, changed=run.program_digest != program.digest)
+
+    async def fork(self, program: Program, from_checkpoint: str) -> RunOutcome:
+        """A new run whose journals are the old run's up to `from_checkpoint`; the old run keeps the rest."""
+        import time
+
+        if self.runs is None:
+            raise RunError("--from-checkpoint needs durability", hint="set durability.enabled = true")
+        try:
+            agent_id, _ = split_checkpoint_id(from_checkpoint)
+        except ValueError as exc:
+            raise CheckpointNotFound(str(exc), hint="'playbooks checkpoints RUN_ID' lists them") from None
+        old = self.runs.get(run_id_of_agent(agent_id))
+        cutoff = self.provider.read_sync(from_checkpoint)["metadata"]["seq"]
+        run = RunRecord(run_id=new_run_id(), program=old.program, program_digest=old.program_digest,
+                        created_at=time.time(), args=old.args,
+                        parent={"run_id": old.run_id, "checkpoint_id": from_checkpoint})
+        for old_agent in self.agent_ids(old.run_id):
+            new_agent = old_agent[: -len(old.run_id)] + run.run_id
+            kept = [r for r in valid_records(self.provider.read_journal_sync(old_agent), old.attempts)
+                    if r["metadata"]["seq"] <= cutoff]
+            for counter, record in enumerate(kept, start=1):
+                copy = {**record, "checkpoint_id": checkpoint_id(new_agent, counter)}
+                copy["metadata"] = {**record["metadata"], "counter": counter, "execution_id": new_agent,
+                                    "run_id": run.run_id, "attempt": 1}
+                self.provider.write_sync(copy)
+        self.reporter.notice(f"🔀 Forked run {run.run_id} from checkpoint {from_checkpoint} "
+                             f"(run {old.run_id} keeps its later checkpoints)")
+        return await self._execute(program, run, cutoff=None, changed=old.program_digest != program.digest)
+
+    # -- one run, one or more attempts -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self, run_id: str) -> Iterator[None]:
+        if self.runs is None:
+            yield
+        else:
+            with self.runs.lock(run_id):
+                yield
+
+    async def _execute(self, program: Program, run: RunRecord, *, cutoff: int | None, changed: bool) -> RunOutcome:
+        with self._locked(run.run_id):
+            while True:
+                attempt = run.begin_attempt(cutoff)
+                run.error = None
+                run.failed_seq = None
+                run.waiting_for = None
+                run.program_digest = program.digest
+                self._save(run)
+                journals, next_seq = self._load(run)
+                runtime = Runtime(program, run_id=run.run_id, attempt=attempt.number, provider=self.provider,
+                                  io=self.reporter, journals=journals, next_seq=next_seq)
+                try:
+                    result = await runtime.run(run.args)
+                except Divergence as div:
+                    if not changed:
+                        self._end(run, runtime, "failed", f"non-determinism at {div.checkpoint_id}")
+                        raise NonDeterminismError(
+                            f"replay diverged at checkpoint {div.checkpoint_id} ({div.statement}): the journal "
+                            f"recorded {div.expected}, but the program now calls {div.got}",
+                            hint="the program did not change, so something it does is not deterministic: "
+                                 "make the varying call a @playbook (journaled), or use Now()/Random()",
+                        ) from None
+                    cutoff = div.seq - 1
+                    changed = False  # the new program is now the run's program
+                    self.reporter.notice(
+                        f"⚠️  {program.path.name} changed since this run started: replay diverged at checkpoint "
+                        f"{div.checkpoint_id} ({div.expected}; now {div.got})")
+                    self.reporter.notice(f"   Resuming from {self._last_match(run, cutoff)}, the last "
+                                         "checkpoint that still matches")
+                    self._end(run, runtime, "diverged")
+                    continue
+                except InputUnavailable as exc:
+                    run.waiting_for = "user"
+                    self._end(run, runtime, "waiting", str(exc))
+                    return RunOutcome(run, "waiting", error=exc)
+                except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+                    self._end(run, runtime, "running", "interrupted")
+                    return RunOutcome(run, "interrupted", error=exc)
+                except Exception as exc:
+                    failing = _failing_checkpoint(exc)
+                    run.failed_seq = failing[1] if failing else None
+                    self._end(run, runtime, "failed", f"{type(exc).__name__}: {exc}")
+                    if isinstance(exc, PlaybooksError) and not failing:
+                        raise
+                    return RunOutcome(run, "failed", error=exc)
+                run.result = None if result is None else repr(result)[:500]
+                self._end(run, runtime, "succeeded")
+                self._prune(run)
+                return RunOutcome(run, "succeeded", result=result)
+
+    def _load(self, run: RunRecord) -> tuple[dict[str, AgentJournal], Any]:
+        journals: dict[str, AgentJournal] = {}
+        max_seq = 0
+        for agent_id in self.agent_ids(run.run_id) if self.runs is not None else []:
+            records = self.provider.read_journal_sync(agent_id)
+            if not records:
+                continue
+            max_seq = max(max_seq, max(r["metadata"]["seq"] for r in records))
+            valid = valid_records(records, run.attempts)
+            journals[agent_id] = AgentJournal(valid, records[-1]["metadata"]["counter"] + 1)
+            if valid:
+                self.reporter.found_checkpoint(agent_id, valid[-1])
+            else:
+                self.reporter.no_checkpoints(agent_id)
+        counter = itertools.count(max_seq + 1)
+        return journals, counter.__next__
+
+    def _last_match(self, run: RunRecord, cutoff: int) -> str:
+        best: tuple[int, str] | None = None
+        for agent_id in self.agent_ids(run.run_id):
+            for record in valid_records(self.provider.read_journal_sync(agent_id), run.attempts):
+                seq = record["metadata"]["seq"]
+                if seq <= cutoff and (best is None or seq > best[0]):
+                    best = (seq, f"{record['checkpoint_id']} ({record['metadata']['statement']})")
+        return best[1] if best else "the beginning"
+
+    def _end(self, run: RunRecord, runtime: Runtime, state: str, error: str | None = None) -> None:
+        import time
+
+        run.state = "running" if state in ("running", "diverged") else state
+        run.error = error
+        attempt = run.attempts[-1]
+        attempt.ended_at = time.time()
+        attempt.outcome = "interrupted" if error == "interrupted" else state
+        run.agents = [{"agent_id": a.id, "klass": a.klass} for a in runtime.agents.values()]
+        self._save(run)
+
+    def _save(self, run: RunRecord) -> None:
+        if self.runs is not None:
+            self.runs.save(run)
+
+    def _prune(self, finished: RunRecord) -> None:
+        """Keep the checkpoints of the newest `keep_last_n` finished runs of this program."""
+        if self.runs is None or not isinstance(self.provider, FilesystemCheckpointProvider):
+            return
+        done = [r for r in self.runs.list() if r.program == finished.program and r.finished]
+        for old in done[self.settings.durability.keep_last_n:]:
+            self.delete_run(old.run_id)
+
+    def delete_run(self, run_id: str) -> None:
+        for agent_id in self.agent_ids(run_id):
+            self.provider.delete_agent_sync(agent_id)
+            shutil.rmtree(Path(self.settings.durability.storage_path) / agent_id, ignore_errors=True)
+        if self.runs is not None:
+            self.runs.delete(run_id)

@@ -1,0 +1,151 @@
+"""The builtins every agent's code can call, bare or as `self.X` / `agent.X` (DESIGN §2)."""
+
+from __future__ import annotations
+
+import asyncio
+import random as _random
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from playbooks_worker.errors import PlaybookReturn, ProgramEnd
+
+if TYPE_CHECKING:
+    from playbooks_worker.runtime.agent import Agent
+
+HUMAN_TARGETS = frozenset({"user", "human"})
+
+
+def _is_human(target: str) -> bool:
+    return str(target).strip().lower() in HUMAN_TARGETS
+
+
+async def _none() -> None:
+    return None
+
+
+def make_builtins(agent: Agent) -> dict[str, Callable[..., Any]]:
+    runtime = agent.runtime
+
+    def Step(step: str) -> Any:  # noqa: N802 - Playbooks' names
+        agent.current_step = str(step)
+        return agent.leaf("step", str(step), (), None, _none)
+
+    def Say(target: str, message: Any) -> Any:  # noqa: N802
+        text = str(message)
+
+        async def deliver() -> None:
+            if not _is_human(target):
+                await runtime.send(agent, str(target), text)
+
+        def output(_: Any) -> dict[str, Any] | None:
+            if not _is_human(target):
+                return None
+            return {"type": "say", "agent": agent.id, "klass": agent.klass, "target": str(target), "message": text}
+
+        return agent.leaf("say", "Say", (str(target), text), None, deliver, output)
+
+    def SendMessage(target: str, message: Any) -> Any:  # noqa: N802
+        return Say(target, message)
+
+    def WaitForMessage(source: str = "*") -> Any:  # noqa: N802
+        if _is_human(source):
+            return agent.leaf("input", "user", (), None, lambda: runtime.read_input(agent))
+        return agent.leaf("receive", str(source), (), None, lambda: runtime.receive(agent, str(source)))
+
+    def Yield(target: str = "user") -> Any:  # noqa: N802
+        where = str(target).strip().lower()
+        if where == "exit":
+            return EndProgram()
+        if where in ("return", "call"):
+            return _none()
+        return WaitForMessage(target)
+
+    async def Return(value: Any = None) -> None:  # noqa: N802
+        raise PlaybookReturn(value)
+
+    async def EndProgram() -> None:  # noqa: N802
+        raise ProgramEnd()
+
+    def Sleep(seconds: float) -> Any:  # noqa: N802
+        # The record holds the deadline and is written *before* sleeping, so a resumed run sleeps only what
+        # is left of the original duration.
+        async def deadline() -> float:
+            return time.time() + float(seconds)
+
+        return _sleep_until(agent.leaf("sleep", "Sleep", (float(seconds),), None, deadline))
+
+    def Now() -> Any:  # noqa: N802
+        async def now() -> float:
+            return time.time()
+
+        return agent.leaf("now", "Now", (), None, now)
+
+    def Random() -> Any:  # noqa: N802
+        async def rnd() -> float:
+            return _random.random()
+
+        return agent.leaf("random", "Random", (), None, rnd)
+
+    async def SaveArtifact(name: str, summary: str, value: Any = None) -> str:  # noqa: N802
+        artifacts = dict(agent.state.get("artifacts") or {})
+        artifacts[name] = {"summary": summary, "value": value}
+        agent.state.artifacts = artifacts
+        return name
+
+    async def LoadArtifact(name: str) -> Any:  # noqa: N802
+        artifacts = agent.state.get("artifacts") or {}
+        if name not in artifacts:
+            raise KeyError(f"no artifact named {name!r}")
+        return artifacts[name]["value"]
+
+    def Loadfile(file_path: str, inline: bool = False, silent: bool = False) -> Any:  # noqa: N802
+        async def read() -> str:
+            path = Path(file_path)
+            if not path.is_absolute():
+                path = runtime.program.path.parent / path
+            return await asyncio.to_thread(path.read_text, encoding="utf-8")
+
+        return agent.leaf("loadfile", str(file_path), (str(file_path),), None, read)
+
+    def CreateAgent(agent_klass: str, **kwargs: Any) -> Any:  # noqa: N802
+        async def create() -> str:
+            return runtime.create_agent(str(agent_klass), kwargs).id
+
+        leaf = agent.leaf("create_agent", str(agent_klass), (), kwargs, create)
+
+        async def created() -> Any:
+            agent_id = await leaf
+            return runtime.ensure_agent(agent_id, str(agent_klass), kwargs).proxy
+
+        return created()
+
+    async def LogTrigger(trigger: str) -> None:  # noqa: N802
+        return None
+
+    return {
+        "Step": Step,
+        "Say": Say,
+        "SendMessage": SendMessage,
+        "WaitForMessage": WaitForMessage,
+        "Yield": Yield,
+        "Yld": Yield,
+        "Return": Return,
+        "EndProgram": EndProgram,
+        "Exit": EndProgram,
+        "Sleep": Sleep,
+        "Now": Now,
+        "Random": Random,
+        "SaveArtifact": SaveArtifact,
+        "LoadArtifact": LoadArtifact,
+        "Loadfile": Loadfile,
+        "CreateAgent": CreateAgent,
+        "LogTrigger": LogTrigger,
+    }
+
+
+async def _sleep_until(deadline_leaf: Awaitable[float]) -> float:
+    deadline = await deadline_leaf
+    await asyncio.sleep(max(0.0, deadline - time.time()))
+    return deadline

@@ -1,0 +1,253 @@
+"""Execute one attempt of a run: start the program's agents and replay each from its journal, then go live.
+
+The runtime knows nothing of where journals live or how the run was started: it is handed a provider, the
+records each agent may replay, and an IO object for output and input. Local mode, the Celery task and the
+tests all drive it the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from types import ModuleType
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from playbooks_worker.checkpoints.provider import CheckpointProvider
+from playbooks_worker.errors import PlaybooksError, ProgramEnd
+from playbooks_worker.program.model import AgentDef, PlaybookDef, Program
+from playbooks_worker.runtime.agent import Agent, call_site_of
+from playbooks_worker.runtime.callpath import Frame, current_frame
+from playbooks_worker.runtime.journal import Journal
+from playbooks_worker.runtime.namespace import build_namespace, code_filename
+
+
+class RunIO(Protocol):
+    """What a run needs from whoever started it."""
+
+    def deliver(self, event: dict[str, Any]) -> None: ...
+
+    async def read_input(self, agent: Agent) -> str: ...
+
+    def on_resumed(self, agent: Agent) -> None: ...
+
+    def on_checkpoint(self, agent: Agent, record: dict[str, Any], replayed: bool) -> None: ...
+
+
+@dataclass
+class AgentJournal:
+    """What an agent may replay in this attempt, and where its checkpoint numbering continues."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    next_counter: int = 1
+
+
+def snake_case(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def agent_id_for(klass: str, index: int, run_id: str) -> str:
+    """Stable across resumes (creation order is replayed), unique across runs (the run id is in it)."""
+    return f"{snake_case(klass)}_{index}_{run_id}"
+
+
+def display_path(path: str) -> str:
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+class Runtime:
+    def __init__(
+        self,
+        program: Program,
+        *,
+        run_id: str,
+        attempt: int,
+        provider: CheckpointProvider,
+        io: RunIO,
+        journals: dict[str, AgentJournal] | None = None,
+        next_seq: Callable[[], int],
+        replay_only: bool = False,
+    ) -> None:
+        self.program = program
+        self.replay_only = replay_only
+        self.run_id = run_id
+        self.attempt = attempt
+        self.provider = provider
+        self.io = io
+        self.journals = journals or {}
+        self.next_seq = next_seq
+        self.agents: dict[str, Agent] = {}
+        self.python_playbooks: dict[str, dict[str, Any]] = {}
+        self.mailboxes: dict[str, asyncio.Queue[tuple[str, str]]] = {}
+        self.background: list[asyncio.Task[Any]] = []
+        # compiled filename -> (name shown to users, source lines)
+        self.files: dict[str, tuple[str, list[str]]] = {}
+        self._lines_by_display: dict[str, list[str]] = {}
+        for path, text in program.sources.items():
+            lines = text.splitlines()
+            shown = display_path(path)
+            self.files[code_filename(path)] = (shown, lines)
+            self._lines_by_display[shown] = lines
+
+    # -- hooks used by agents --------------------------------------------------------------------------
+
+    def call_site(self) -> tuple[str, int]:
+        return call_site_of(self.files)
+
+    def capture_stack(self) -> list[dict[str, Any]]:
+        """The program's frames now executing, innermost first, with their local variables."""
+        frames = []
+        frame = sys._getframe(1)
+        while frame is not None:
+            entry = self.files.get(frame.f_code.co_filename)
+            if entry is not None:
+                variables = {k: v for k, v in frame.f_locals.items()
+                             if not k.startswith("__") and not callable(v) and not isinstance(v, ModuleType)}
+                frames.append({"playbook": frame.f_code.co_name, "file": entry[0], "line": frame.f_lineno,
+                               "variables": variables})
+            frame = frame.f_back
+        return frames
+
+    def statement_at(self, file: str, line: int) -> str:
+        lines = self._lines_by_display.get(file)
+        if not lines or not 0 < line <= len(lines):
+            return ""
+        return lines[line - 1].strip()
+
+    def on_checkpoint(self, agent: Agent, record: dict[str, Any], replayed: bool) -> None:
+        self.io.on_checkpoint(agent, record, replayed)
+
+    async def read_input(self, agent: Agent) -> str:
+        return await self.io.read_input(agent)
+
+    async def send(self, sender: Agent, target: str, text: str) -> None:
+        recipient = self._resolve(target)
+        await self._mailbox(recipient.id).put((sender.id, text))
+
+    async def receive(self, agent: Agent, source: str) -> str:
+        sender, text = await self._mailbox(agent.id).get()
+        return text
+
+    def agent_class_proxy(self, klass: str) -> Any:
+        return _AgentClass(self, klass)
+
+    # -- agents ----------------------------------------------------------------------------------------
+
+    def _new_agent(self, definition: AgentDef, agent_id: str | None = None) -> Agent:
+        agent_id = agent_id or agent_id_for(definition.name, len(self.agents) + 1, self.run_id)
+        saved = self.journals.get(agent_id, AgentJournal())
+        journal = Journal(
+            agent_id=agent_id,
+            run_id=self.run_id,
+            attempt=self.attempt,
+            provider=self.provider,
+            records=saved.records,
+            next_counter=saved.next_counter,
+            next_seq=self.next_seq,
+            sink=self.io,
+            statement_at=self.statement_at,
+        )
+        agent = Agent(self, definition, agent_id, journal)
+        journal.on_live = lambda _journal: self.io.on_resumed(agent)
+        self.agents[agent_id] = agent
+        return agent
+
+    def create_agent(self, klass: str, kwargs: dict[str, Any]) -> Agent:
+        try:
+            definition = self.program.agent(klass)
+        except KeyError:
+            raise PlaybooksError(f"CreateAgent: no agent named {klass!r} in {self.program.path.name}") from None
+        agent = self._new_agent(definition)
+        self._start(agent, kwargs)
+        return agent
+
+    def ensure_agent(self, agent_id: str, klass: str, kwargs: dict[str, Any]) -> Agent:
+        if agent_id in self.agents:
+            return self.agents[agent_id]
+        agent = self._new_agent(self.program.agent(klass), agent_id)
+        self._start(agent, kwargs)
+        return agent
+
+    def _start(self, agent: Agent, kwargs: dict[str, Any]) -> None:
+        build_namespace(agent)
+        for key, value in kwargs.items():
+            agent.state._values[key] = value
+        begins = [p for p in agent.definition.playbooks.values() if p.is_begin]
+        if begins:
+            self.background.append(asyncio.ensure_future(self._main(agent, begins, {})))
+
+    def _resolve(self, target: str) -> Agent:
+        spec = target.strip()
+        if spec.lower().startswith("agent "):
+            spec = spec[6:].strip()
+        if spec in self.agents:
+            return self.agents[spec]
+        for agent in self.agents.values():
+            if agent.klass == spec:
+                return agent
+        raise PlaybooksError(f"no agent {target!r} in this run (agents: {', '.join(self.agents)})")
+
+    def _mailbox(self, agent_id: str) -> asyncio.Queue[tuple[str, str]]:
+        if agent_id not in self.mailboxes:
+            self.mailboxes[agent_id] = asyncio.Queue()
+        return self.mailboxes[agent_id]
+
+    # -- the run ---------------------------------------------------------------------------------------
+
+    def entry_agents(self) -> list[tuple[AgentDef, list[PlaybookDef]]]:
+        groups: dict[str, tuple[AgentDef, list[PlaybookDef]]] = {}
+        for definition, playbook in self.program.entry_points():
+            groups.setdefault(definition.name, (definition, []))[1].append(playbook)
+        return list(groups.values())
+
+    async def run(self, args: dict[str, Any] | None = None) -> Any:
+        """Run the program to its end; returns the first entry playbook's value (None after EndProgram)."""
+        mains: list[asyncio.Future[Any]] = []
+        started: list[tuple[Agent, list[PlaybookDef]]] = []
+        for definition, playbooks in self.entry_agents():
+            started.append((self._new_agent(definition), playbooks))
+        for agent, _ in started:
+            build_namespace(agent)
+        for i, (agent, playbooks) in enumerate(started):
+            mains.append(asyncio.ensure_future(self._main(agent, playbooks, args if i == 0 else {})))
+        try:
+            results = await asyncio.gather(*mains)
+            while self.background:
+                pending, self.background = self.background, []
+                await asyncio.gather(*pending)
+        except ProgramEnd:
+            return None
+        finally:
+            for task in [*mains, *self.background]:
+                task.cancel()
+        return results[0] if results else None
+
+    async def _main(self, agent: Agent, playbooks: list[PlaybookDef], args: dict[str, Any] | None) -> Any:
+        current_frame.set(Frame(""))  # this task's root: top-level calls get paths 1, 2, 3…
+        result = None
+        for i, playbook in enumerate(playbooks):
+            function = agent.namespace.get(playbook.name)
+            if function is None:
+                raise PlaybooksError(f"{playbook.location}: playbook {playbook.name} was not defined when "
+                                     f"agent {agent.klass} started")
+            value = await function(**(args or {})) if i == 0 else await function()
+            if i == 0:
+                result = value
+        return result
+
+
+class _AgentClass:
+    """`MyAgent` as a name in playbook code: creates or finds agents of that class."""
+
+    def __init__(self, runtime: Runtime, klass: str) -> None:
+        self._runtime = runtime
+        self._klass = klass
+
+    def __repr__(self) -> str:
+        return f"<agent class {self._klass}>"

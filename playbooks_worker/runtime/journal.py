@@ -1,0 +1,134 @@
+"""One agent's journal in one run: recorded results are replayed, new ones appended (DESIGN §3).
+
+Appending a record *is* the checkpoint. A record is small — the leaf's result, not a snapshot of state — so
+a checkpoint costs one signed write whatever the agent holds.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from playbooks_worker.checkpoints.provider import CheckpointProvider, checkpoint_id
+from playbooks_worker.errors import CheckpointError, Divergence
+
+
+class OutputSink(Protocol):
+    """Where output recorded with a checkpoint goes (stdout locally; a Redis stream in cluster mode)."""
+
+    def deliver(self, event: dict[str, Any]) -> None: ...
+
+
+class Journal:
+    def __init__(
+        self,
+        *,
+        agent_id: str,
+        run_id: str,
+        attempt: int,
+        provider: CheckpointProvider,
+        records: list[dict[str, Any]],
+        next_counter: int,
+        next_seq: Callable[[], int],
+        sink: OutputSink,
+        statement_at: Callable[[str, int], str],
+    ) -> None:
+        self.agent_id = agent_id
+        self.run_id = run_id
+        self.attempt = attempt
+        self.provider = provider
+        self.records = records
+        self.by_path = {r["metadata"]["call_path"]: r for r in records}
+        self.next_counter = next_counter
+        self.next_seq = next_seq
+        self.sink = sink
+        self.statement_at = statement_at
+        self.replayed = 0
+        self.written = 0
+        self.last: dict[str, Any] | None = records[-1] if records else None
+        self.live = not records  # becomes True at the first call the journal has no record for
+        self.on_live: Callable[[Journal], None] | None = None
+
+    def lookup(self, path: str, kind: str, name: str, digest: str, describe: Callable[[], str],
+               site: tuple[str, int]) -> dict[str, Any] | None:
+        """The record for this call, or None when it must run live. Divergence when it does not match."""
+        record = self.by_path.get(path)
+        if record is None:
+            if not self.live:
+                self.live = True
+                if self.on_live is not None:
+                    self.on_live(self)
+            return None
+        meta = record["metadata"]
+        if meta["kind"] != kind or meta["name"] != name or meta["digest"] != digest:
+            raise Divergence(
+                checkpoint_id=record["checkpoint_id"],
+                seq=meta["seq"],
+                expected=f"{meta['kind']} {meta['name']} at {meta['file']}:{meta['line']}: {meta['statement']}",
+                got=f"{kind} {describe()} at {site[0]}:{site[1]}: {self.statement_at(*site)}",
+                statement=meta["statement"],
+            )
+        self.replayed += 1
+        return record
+
+    def append(
+        self,
+        path: str,
+        kind: str,
+        name: str,
+        digest: str,
+        site: tuple[str, int],
+        *,
+        result: Any = None,
+        error: BaseException | None = None,
+        writes: dict[str, Any] | None = None,
+        output: dict[str, Any] | None = None,
+        started: float | None = None,
+    ) -> dict[str, Any]:
+        counter = self.next_counter
+        now = time.time()
+        ckpt = checkpoint_id(self.agent_id, counter)
+        record: dict[str, Any] = {
+            "checkpoint_id": ckpt,
+            "metadata": {
+                "statement": self.statement_at(*site),
+                "counter": counter,
+                "timestamp": now,
+                "execution_id": self.agent_id,
+                "run_id": self.run_id,
+                "attempt": self.attempt,
+                "seq": self.next_seq(),
+                "call_path": path,
+                "kind": kind,
+                "name": name,
+                "digest": digest,
+                "file": site[0],
+                "line": site[1],
+                "duration_ms": round((now - started) * 1000, 3) if started else None,
+            },
+            "result": result,
+            "error": error,
+            "state_writes": writes or {},
+        }
+        if output is not None:
+            # Locally output is delivered before its record is written: a crash between the two repeats
+            # the line once (at-least-once) rather than losing it.
+            self.sink.deliver(output)
+        try:
+            self.provider.write_sync(record)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            if error is not None:
+                record["error"] = RuntimeError(f"{type(error).__name__}: {error}")
+                self.provider.write_sync(record)
+            else:
+                raise CheckpointError(
+                    f"{site[0]}:{site[1]}: the value of `{record['metadata']['statement']}` cannot be saved "
+                    f"in a checkpoint: {exc}",
+                    hint="return plain data (numbers, strings, lists, dicts, dataclasses) from playbooks",
+                ) from exc
+        self.next_counter = counter + 1
+        self.written += 1
+        self.last = record
+        return record
