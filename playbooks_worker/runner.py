@@ -171,6 +171,7 @@ class LocalRunner:
                 yield
 
     async def _execute(self, program: Program, run: RunRecord, *, cutoff: int | None, changed: bool) -> RunOutcome:
+        announce = True
         with self._locked(run.run_id):
             while True:
                 attempt = run.begin_attempt(cutoff)
@@ -179,7 +180,7 @@ class LocalRunner:
                 run.waiting_for = None
                 run.program_digest = program.digest
                 self._save(run)
-                journals, next_seq = self._load(run)
+                journals, next_seq = self._load(run, announce)
                 runtime = Runtime(program, run_id=run.run_id, attempt=attempt.number, provider=self.provider,
                                   io=self.reporter, journals=journals, next_seq=next_seq)
                 try:
@@ -198,8 +199,11 @@ class LocalRunner:
                     self.reporter.notice(
                         f"⚠️  {program.path.name} changed since this run started: replay diverged at checkpoint "
                         f"{div.checkpoint_id} ({div.expected}; now {div.got})")
-                    self.reporter.notice(f"   Resuming from {self._last_match(run, cutoff)}, the last "
-                                         "checkpoint that still matches")
+                    match = self._last_match(run, cutoff)
+                    self.reporter.notice(f"   Resuming from {match}, the last checkpoint that still matches"
+                                         if match else "   No earlier checkpoint matches: starting again "
+                                         "from the beginning")
+                    announce = False
                     self._end(run, runtime, "diverged")
                     continue
                 except InputUnavailable as exc:
@@ -221,7 +225,7 @@ class LocalRunner:
                 self._prune(run)
                 return RunOutcome(run, "succeeded", result=result)
 
-    def _load(self, run: RunRecord) -> tuple[dict[str, AgentJournal], Any]:
+    def _load(self, run: RunRecord, announce: bool = True) -> tuple[dict[str, AgentJournal], Any]:
         journals: dict[str, AgentJournal] = {}
         max_seq = 0
         for agent_id in self.agent_ids(run.run_id) if self.runs is not None else []:
@@ -231,6 +235,8 @@ class LocalRunner:
             max_seq = max(max_seq, max(r["metadata"]["seq"] for r in records))
             valid = valid_records(records, run.attempts)
             journals[agent_id] = AgentJournal(valid, records[-1]["metadata"]["counter"] + 1)
+            if not announce:
+                continue
             if valid:
                 self.reporter.found_checkpoint(agent_id, valid[-1])
             else:
@@ -238,14 +244,14 @@ class LocalRunner:
         counter = itertools.count(max_seq + 1)
         return journals, counter.__next__
 
-    def _last_match(self, run: RunRecord, cutoff: int) -> str:
+    def _last_match(self, run: RunRecord, cutoff: int) -> str | None:
         best: tuple[int, str] | None = None
         for agent_id in self.agent_ids(run.run_id):
             for record in valid_records(self.provider.read_journal_sync(agent_id), run.attempts):
                 seq = record["metadata"]["seq"]
                 if seq <= cutoff and (best is None or seq > best[0]):
                     best = (seq, f"{record['checkpoint_id']} ({record['metadata']['statement']})")
-        return best[1] if best else "the beginning"
+        return best[1] if best else None
 
     def _end(self, run: RunRecord, runtime: Runtime, state: str, error: str | None = None) -> None:
         import time

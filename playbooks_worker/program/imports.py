@@ -82,9 +82,9 @@ def _inline(
             src.origins.append(here)
             continue
         target_abs, target_display, target_path = _resolve(match.group(2), display, abs_path, here)
-        names = [d for _, d in chain]
-        if any(target_abs == a for a, _ in chain):
-            loop = " -> ".join([*names[[a for a, _ in chain].index(target_abs) :], target_display])
+        paths, names = [a for a, _ in chain], [d for _, d in chain]
+        if target_abs in paths:
+            loop = " -> ".join([*names[paths.index(target_abs) :], target_display])
             raise ProgramError(f"{here}: circular import: {loop}", hint="remove one of these !import lines")
         if len(chain) > MAX_IMPORT_DEPTH:
             raise ProgramError(
@@ -95,9 +95,12 @@ def _inline(
         src.sources.setdefault(target_abs, text)
         # A nested directive's own indentation adds to its importer's, so an import inside an indented
         # import still lands inside the same list.
+        lines_in = text.split("\n")
+        if len(lines_in) > 1 and lines_in[-1] == "":
+            lines_in.pop()  # the file's final newline ends the directive's line; it is not a blank line
         _inline(
             src,
-            _blank_shebang(text.split("\n")),
+            _blank_shebang(lines_in),
             target_display,
             target_abs,
             [*chain, (target_abs, target_display)],

@@ -93,7 +93,7 @@ def _block(node: SyntaxTreeNode, lines: list[str], start: int, end: int) -> Bloc
 
 
 def _items(list_node: SyntaxTreeNode) -> list[ListItem]:
-    items = []
+    items: list[ListItem] = []
     for item in list_node.children:
         paragraphs = [_inline_text(c) for c in item.children if c.type == "paragraph"]
         nested = [i for c in item.children if c.type in ("bullet_list", "ordered_list") for i in _items(c)]

@@ -41,7 +41,7 @@ def parse_python(code: str, locate: LineLocator, *, body: bool, what: str) -> as
         # (our test suite) it would surface as a SyntaxError the user never sees at run time.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tree = compile(
+            tree: ast.Module = compile(
                 code,
                 "<playbook>",
                 "exec",
@@ -91,7 +91,7 @@ def _no_args() -> ast.arguments:
 
 def python_playbooks(tree: ast.Module, code: str, locate: LineLocator) -> list[tuple[int, PlaybookDef]]:
     """Top-level functions decorated `@playbook` / `@playbook(...)`, with their line in the code."""
-    found = []
+    found: list[tuple[int, PlaybookDef]] = []
     for node in tree.body:
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             continue

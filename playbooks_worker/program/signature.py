@@ -112,7 +112,9 @@ def _matching(text: str, open_at: int) -> int:
 
 def _split_top_level(text: str) -> list[str]:
     """Split on commas outside brackets and quotes: `a, b: dict = {'x': 1, 'y': 2}` is two parameters."""
-    pieces, depth, quote, current = [], 0, "", []
+    pieces: list[str] = []
+    current: list[str] = []
+    depth, quote = 0, ""
     for ch in text:
         if quote:
             quote = "" if ch == quote else quote

@@ -60,9 +60,7 @@ def validate(program: Program, units: list[PyUnit]) -> None:
     for unit in units:
         bound = set(agent_names.get(unit.agent.name, ()))
         if unit.playbook is not None:
-            names, star = bound_names(unit.tree)
-            if star:
-                continue
+            names, _ = bound_names(unit.tree)  # `import *` cannot occur: a body is compiled as a function
             bound |= names | {param.name for param in unit.playbook.params}
         if unit.agent.name in opaque:
             continue
@@ -88,7 +86,7 @@ def called_names(tree: ast.AST) -> list[tuple[str, ast.Call]]:
     Lower-case calls are left to Python: they are ordinary functions far more often than playbooks, and a
     false alarm here would refuse a program that runs.
     """
-    calls = []
+    calls: list[tuple[str, ast.Call]] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import reprlib
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -25,10 +26,14 @@ if TYPE_CHECKING:
     from playbooks_worker.runtime.engine import Runtime
 
 
-def describe_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> str:
-    import reprlib
+_short = reprlib.Repr()
+_short.maxstring = 40
+_short.maxother = 40
 
-    parts = [reprlib.repr(a) for a in args] + [f"{k}={reprlib.repr(v)}" for k, v in (kwargs or {}).items()]
+
+def describe_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> str:
+    """`ProcessOrder({'id': 101, ...})`: short enough to store in every record's metadata."""
+    parts = [_short.repr(a) for a in args] + [f"{k}={_short.repr(v)}" for k, v in (kwargs or {}).items()]
     return f"{name}({', '.join(parts)})"
 
 
@@ -89,7 +94,8 @@ class Agent:
             current_frame.reset(frame_token)
             current_writes.reset(writes_token)
             self._pass_up(writes)
-            record = self.journal.append(path, kind, name, digest, site, error=exc, writes=writes, started=started)
+            record = self.journal.append(path, kind, name, digest, site, error=exc, writes=writes, started=started,
+                                         call=describe_call(name, args, kwargs))
             self.runtime.on_checkpoint(self, record, replayed=False)
             _tag(exc, record)
             raise
@@ -101,7 +107,8 @@ class Agent:
         current_writes.reset(writes_token)
         self._pass_up(writes)
         record = self.journal.append(path, kind, name, digest, site, result=result, writes=writes,
-                                     output=output(result) if output else None, started=started)
+                                     output=output(result) if output else None, started=started,
+                                     call=describe_call(name, args, kwargs))
         self.runtime.on_checkpoint(self, record, replayed=False)
         return result
 
@@ -116,7 +123,8 @@ class Agent:
         if self.runtime.replay_only:
             raise ReplayExhausted(self.runtime.capture_stack(), self)
         result = live()
-        record = self.journal.append(path, kind, name, digest, site, result=result)
+        record = self.journal.append(path, kind, name, digest, site, result=result,
+                                     call=describe_call(name, args, None))
         self.runtime.on_checkpoint(self, record, replayed=False)
         return result
 

@@ -66,8 +66,8 @@ class Journal:
             raise Divergence(
                 checkpoint_id=record["checkpoint_id"],
                 seq=meta["seq"],
-                expected=f"{meta['kind']} {meta['name']} at {meta['file']}:{meta['line']}: {meta['statement']}",
-                got=f"{kind} {describe()} at {site[0]}:{site[1]}: {self.statement_at(*site)}",
+                expected=f"{meta['kind']} {meta.get('call') or meta['name']} at {meta['file']}:{meta['line']}",
+                got=f"{kind} {describe()} at {site[0]}:{site[1]}",
                 statement=meta["statement"],
             )
         self.replayed += 1
@@ -86,6 +86,7 @@ class Journal:
         writes: dict[str, Any] | None = None,
         output: dict[str, Any] | None = None,
         started: float | None = None,
+        call: str = "",
     ) -> dict[str, Any]:
         counter = self.next_counter
         now = time.time()
@@ -103,6 +104,7 @@ class Journal:
                 "call_path": path,
                 "kind": kind,
                 "name": name,
+                "call": call,
                 "digest": digest,
                 "file": site[0],
                 "line": site[1],

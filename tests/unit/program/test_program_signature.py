@@ -47,7 +47,12 @@ def test_camel_case(text: str, name: str) -> None:
             [Param("options", "dict", "{'a': 1, 'b': 2}"), Param("sep", "str", '", "')],
             None,
         ),
-        ("Lookup(items: list[str], n=3,)", "Lookup", [Param("items", "list[str]"), Param("n", None, "3")], None),
+        (
+            "Lookup(items: list[str], n=3,)",
+            "Lookup",
+            [Param("items", "list[str]"), Param("n", None, "3")],
+            None,
+        ),
         ("Summarize -> str", "Summarize", [], "str"),
     ],
 )
