@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from playbooks_cli.common import config_option, durable_settings, handle_errors, json_option, load_settings, print_json
+from playbooks_cli.common import (
+    config_option,
+    durable_settings,
+    handle_errors,
+    json_option,
+    load_settings,
+    print_json,
+)
 from playbooks_cli.console import ConsoleIO, short
 
 

@@ -19,9 +19,8 @@ from playbooks_cli.common import abort, config_option, durable_settings, handle_
 @handle_errors
 def clear(run_ids: tuple[str, ...], everything: bool, yes: bool, config_file: str | None) -> None:
     """Delete the checkpoints of RUN_IDs, or with --all of every run (a fresh start)."""
-    from playbooks_worker.runner import LocalRunner
-
     from playbooks_cli.console import ConsoleIO
+    from playbooks_worker.runner import LocalRunner
 
     settings = load_settings(config_file)
     root = Path(settings.durability.storage_path)

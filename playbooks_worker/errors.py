@@ -14,8 +14,8 @@
         ├── NonDeterminismError     replay met a different call than the journal recorded
         └── InputUnavailable        the run waits for user input that cannot come (exit 3)
 
-Control flow is not an error: `PlaybookReturn`, `ProgramEnd` and `Divergence` derive from BaseException so
-that a playbook's `except Exception:` cannot swallow them.
+Control flow is not an error: `PlaybookReturn`, `ProgramEnd`, `Divergence`, `Handoff` and `Fenced` derive
+from BaseException so that a playbook's `except Exception:` cannot swallow them.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class InputUnavailable(RunError):
     exit_code = 3
 
 
-class PlaybookReturn(BaseException):  # noqa: N818 - control flow, not an error
+class PlaybookReturn(BaseException):
     """Raised by `Return(value)`; caught by the playbook that is returning."""
 
     def __init__(self, value: Any = None) -> None:
@@ -98,11 +98,11 @@ class PlaybookReturn(BaseException):  # noqa: N818 - control flow, not an error
         self.value = value
 
 
-class ProgramEnd(BaseException):  # noqa: N818
+class ProgramEnd(BaseException):
     """Raised by `EndProgram()` / `Exit()` / `Yield("exit")`: the whole run completes."""
 
 
-class Divergence(BaseException):  # noqa: N818
+class Divergence(BaseException):
     """Replay met a call the journal did not record; the runner decides: fork or refuse."""
 
     def __init__(self, checkpoint_id: str, seq: int, expected: str, got: str, statement: str) -> None:
@@ -112,3 +112,19 @@ class Divergence(BaseException):  # noqa: N818
         self.expected = expected
         self.got = got
         self.statement = statement
+
+
+class Handoff(BaseException):
+    """The worker is shutting down: stop at this await and let another worker continue the run."""
+
+
+class Fenced(BaseException):
+    """A checkpoint write was refused: another worker took the run over (a newer epoch). Stop, write nothing."""
+
+    def __init__(self, run_id: str, epoch: int) -> None:
+        super().__init__(f"run {run_id}: epoch {epoch} was fenced out by a newer owner")
+        self.run_id = run_id
+        self.epoch = epoch
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, (self.run_id, self.epoch))

@@ -25,16 +25,17 @@ from playbooks_worker.checkpoints.provider import checkpoint_id
 from playbooks_worker.config import Settings
 from playbooks_worker.errors import (
     CheckpointNotFound,
-    ConfigError,
     Divergence,
+    Fenced,
+    Handoff,
     InputUnavailable,
     NonDeterminismError,
     PlaybooksError,
     RunError,
 )
 from playbooks_worker.program.model import Program
-from playbooks_worker.runs import FileRunStore, RunRecord, new_run_id, valid_records
-from playbooks_worker.runtime.engine import AgentJournal, Runtime, RunIO
+from playbooks_worker.runs import FileRunStore, RunRecord, RunStore, new_run_id, valid_records
+from playbooks_worker.runtime.engine import AgentJournal, RunIO, Runtime
 
 
 class Reporter(RunIO, Protocol):
@@ -50,13 +51,14 @@ class Reporter(RunIO, Protocol):
 @dataclass
 class RunOutcome:
     run: RunRecord
-    status: str  # succeeded | failed | waiting | interrupted
+    status: str  # succeeded | failed | waiting | interrupted | fenced | handed_off
     result: Any = None
     error: BaseException | None = None
 
     @property
     def exit_code(self) -> int:
-        return {"succeeded": 0, "failed": 1, "waiting": 3, "interrupted": 130}[self.status]
+        return {"succeeded": 0, "failed": 1, "waiting": 3, "interrupted": 130, "fenced": 1,
+                "handed_off": 0}[self.status]
 
 
 def run_id_of_agent(agent_id: str) -> str:
@@ -75,22 +77,20 @@ def _failing_checkpoint(error: BaseException) -> tuple[str, int] | None:
     return None
 
 
-class LocalRunner:
-    def __init__(self, settings: Settings, reporter: Reporter, provider: CheckpointProvider | None = None) -> None:
+class Runner:
+    """Attempts of runs against a run store and a checkpoint provider; local mode and workers share it.
+
+    Subclasses decide what owning a run means (`_owned`: a file lock here, a lease with a fencing epoch on a
+    worker) and which provider an owner writes through.
+    """
+
+    def __init__(self, settings: Settings, reporter: Reporter, provider: CheckpointProvider,
+                 runs: RunStore | None) -> None:
         self.settings = settings
         self.reporter = reporter
-        self.durable = settings.durability.enabled
-        if settings.durability.storage != "filesystem" and self.durable and provider is None:
-            raise ConfigError(f"[durability] storage = {settings.durability.storage!r} is not available in "
-                              "local mode yet", hint='use storage = "filesystem"')
-        path = Path(settings.durability.storage_path)
-        if provider is not None:
-            self.provider = provider
-        elif self.durable:
-            self.provider = FilesystemCheckpointProvider(path, max_size_mb=settings.durability.max_checkpoint_size_mb)
-        else:
-            self.provider = MemoryCheckpointProvider(max_size_mb=settings.durability.max_checkpoint_size_mb)
-        self.runs = FileRunStore(path) if self.durable else None
+        self.provider = provider
+        self.runs = runs
+        self.durable = runs is not None
 
     # -- choosing a run --------------------------------------------------------------------------------
 
@@ -105,7 +105,7 @@ class LocalRunner:
 
     def agent_ids(self, run_id: str) -> list[str]:
         suffix = f"_{run_id}"
-        return sorted((a for a in self.provider.agents_sync() if a.endswith(suffix)),
+        return sorted(self.provider.run_agents_sync(run_id),
                       key=lambda a: int(a[: -len(suffix)].rsplit("_", 1)[-1] or 0))
 
     # -- the three ways in -----------------------------------------------------------------------------
@@ -163,16 +163,17 @@ class LocalRunner:
     # -- one run, one or more attempts -----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _locked(self, run_id: str) -> Iterator[None]:
+    def _owned(self, run: RunRecord) -> Iterator[CheckpointProvider]:
+        """Exclusive execution of `run` while the block runs; yields the provider to write through."""
         if self.runs is None:
-            yield
+            yield self.provider
         else:
-            with self.runs.lock(run_id):
-                yield
+            with self.runs.lock(run.run_id):
+                yield self.provider
 
     async def _execute(self, program: Program, run: RunRecord, *, cutoff: int | None, changed: bool) -> RunOutcome:
         announce = True
-        with self._locked(run.run_id):
+        with self._owned(run) as provider:
             while True:
                 attempt = run.begin_attempt(cutoff)
                 run.error = None
@@ -181,7 +182,7 @@ class LocalRunner:
                 run.program_digest = program.digest
                 self._save(run)
                 journals, next_seq = self._load(run, announce)
-                runtime = Runtime(program, run_id=run.run_id, attempt=attempt.number, provider=self.provider,
+                runtime = Runtime(program, run_id=run.run_id, attempt=attempt.number, provider=provider,
                                   io=self.reporter, journals=journals, next_seq=next_seq)
                 try:
                     result = await runtime.run(run.args)
@@ -206,6 +207,12 @@ class LocalRunner:
                     announce = False
                     self._end(run, runtime, "diverged")
                     continue
+                except Fenced as exc:
+                    # Another owner took the run over: its record and journal are theirs to write now.
+                    return RunOutcome(run, "fenced", error=exc)
+                except Handoff as exc:
+                    self._end(run, runtime, "queued", "handed off")
+                    return RunOutcome(run, "handed_off", error=exc)
                 except InputUnavailable as exc:
                     run.waiting_for = "user"
                     self._end(run, runtime, "waiting", str(exc))
@@ -257,6 +264,7 @@ class LocalRunner:
         import time
 
         run.state = "running" if state in ("running", "diverged") else state
+        run.worker = None if run.state != "running" else run.worker
         run.error = error
         attempt = run.attempts[-1]
         attempt.ended_at = time.time()
@@ -270,7 +278,7 @@ class LocalRunner:
 
     def _prune(self, finished: RunRecord) -> None:
         """Keep the checkpoints of the newest `keep_last_n` finished runs of this program."""
-        if self.runs is None or not isinstance(self.provider, FilesystemCheckpointProvider):
+        if self.runs is None:
             return
         done = [r for r in self.runs.list() if r.program == finished.program and r.finished]
         for old in done[self.settings.durability.keep_last_n:]:
@@ -279,6 +287,29 @@ class LocalRunner:
     def delete_run(self, run_id: str) -> None:
         for agent_id in self.agent_ids(run_id):
             self.provider.delete_agent_sync(agent_id)
-            shutil.rmtree(Path(self.settings.durability.storage_path) / agent_id, ignore_errors=True)
         if self.runs is not None:
             self.runs.delete(run_id)
+
+
+class LocalRunner(Runner):
+    """Runs in this process: checkpoints under `storage_path` (or in memory without durability)."""
+
+    def __init__(self, settings: Settings, reporter: Reporter, provider: CheckpointProvider | None = None) -> None:
+        durable = settings.durability.enabled
+        path = Path(settings.durability.storage_path)
+        limit = settings.durability.max_checkpoint_size_mb
+        if provider is None:
+            if durable and settings.durability.storage == "redis":
+                from playbooks_worker.checkpoints.redis import RedisCheckpointProvider
+
+                provider = RedisCheckpointProvider.from_settings(settings)
+            elif durable:
+                provider = FilesystemCheckpointProvider(path, max_size_mb=limit)
+            else:
+                provider = MemoryCheckpointProvider(max_size_mb=limit)
+        super().__init__(settings, reporter, provider, FileRunStore(path) if durable else None)
+
+    def delete_run(self, run_id: str) -> None:
+        super().delete_run(run_id)
+        for agent_dir in Path(self.settings.durability.storage_path).glob(f"*_{run_id}"):
+            shutil.rmtree(agent_dir, ignore_errors=True)

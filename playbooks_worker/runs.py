@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from playbooks_worker.errors import RunLocked, RunNotFound
 
@@ -59,6 +59,11 @@ class RunRecord:
     waiting_for: str | None = None
     parent: dict[str, str] | None = None  # {"run_id", "checkpoint_id"} when forked by --from-checkpoint
     result: str | None = None
+    program_display: str = ""  # the program as the user named it (`blah.pb`)
+    sources: dict[str, str] = field(default_factory=dict)  # cluster mode: workers have no shared disk
+    worker: str | None = None  # host:pid executing it now (cluster mode)
+    failovers: int = 0
+    handoffs: int = 0
 
     @property
     def finished(self) -> bool:
@@ -69,7 +74,7 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunRecord:
-        data = dict(data)
+        data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         data["attempts"] = [Attempt(**a) for a in data.get("attempts", [])]
         return cls(**data)
 
@@ -79,6 +84,20 @@ class RunRecord:
         self.attempts.append(attempt)
         self.state = "running"
         return attempt
+
+
+class RunStore(Protocol):
+    """Where run records live: files beside the checkpoints locally, Redis in cluster mode."""
+
+    def save(self, run: RunRecord) -> None: ...
+
+    def get(self, run_id: str) -> RunRecord: ...
+
+    def list(self) -> list[RunRecord]: ...
+
+    def delete(self, run_id: str) -> None: ...
+
+    def lock(self, run_id: str) -> contextlib.AbstractContextManager[Any]: ...
 
 
 def valid_records(records: list[dict[str, Any]], attempts: list[Attempt]) -> list[dict[str, Any]]:

@@ -85,6 +85,11 @@ class CheckpointProvider(ABC):
         """Every record of an agent in counter order. Stores with a faster bulk read override this."""
         return [self.read_sync(ckpt_id) for ckpt_id in self.ids_sync(agent_id)]
 
+    def run_agents_sync(self, run_id: str) -> list[str]:
+        """The agents of one run (agent ids end with `_{run_id}`). Stores with an index override this."""
+        suffix = f"_{run_id}"
+        return [a for a in self.agents_sync() if a.endswith(suffix)]
+
     def next_counter_sync(self, agent_id: str) -> int:
         ids = self.ids_sync(agent_id)
         return split_checkpoint_id(ids[-1])[1] + 1 if ids else 1

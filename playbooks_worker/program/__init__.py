@@ -10,7 +10,7 @@ from .model import (
     SourceLocation,
     StepDef,
 )
-from .parser import load_program, parse_text
+from .parser import load_program, parse_sources, parse_text
 from .validate import BUILTIN_PLAYBOOKS
 
 __all__ = [
@@ -24,5 +24,6 @@ __all__ = [
     "SourceLocation",
     "StepDef",
     "load_program",
+    "parse_sources",
     "parse_text",
 ]

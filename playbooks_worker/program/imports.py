@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,7 @@ def _resolve(
 def _read_import(path: Path, display: str, here: SourceLocation, raw: str) -> str:
     what = f"{here}: cannot import '{raw.strip()}'"
     try:
-        size = path.stat().st_size
+        size = 0 if stored_sources.get() is not None else path.stat().st_size
     except OSError:
         size = 0  # _read_bytes reports why
     if size > MAX_IMPORT_BYTES:
@@ -145,7 +146,18 @@ def _read_import(path: Path, display: str, here: SourceLocation, raw: str) -> st
     return _decode(_read_bytes(path, display, what), display)
 
 
+# Set while parsing a program from stored sources (a worker has the run's files, not the submitter's disk).
+stored_sources: ContextVar[dict[str, str] | None] = ContextVar("stored_sources", default=None)
+
+
 def _read_bytes(path: Path, display: str, what: str) -> bytes:
+    stored = stored_sources.get()
+    if stored is not None:
+        try:
+            return stored[_absolute(path)].encode("utf-8")
+        except KeyError:
+            raise ProgramError(f"{what}: {display} is not among the program's stored files",
+                               hint="submit the run again from the machine that has the file") from None
     if path.is_dir():
         raise ProgramError(f"{what}: {display} is a directory", hint="name a .pb or .pbasm file")
     try:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 
 from ..errors import ProgramError
-from .imports import Source, build_source, read_program_file
+from .imports import Source, build_source, read_program_file, stored_sources
 from .markdown import Block, ListItem, Section, parse_markdown
 from .model import AgentDef, CodeBlock, PlaybookDef, Program, StepDef
 from .python_blocks import LineLocator, PyUnit, parse_python, python_playbooks
@@ -36,6 +36,18 @@ def load_program(path: str | Path) -> Program:
 def parse_text(text: str, path: str | Path) -> Program:
     """Like `load_program`, with the main file's text given; imports are resolved relative to `path`."""
     return _build(text, Path(path), os.fspath(path))
+
+
+def parse_sources(main: str, sources: dict[str, str], display: str | None = None) -> Program:
+    """Parse a program from its stored files (absolute path -> text), never touching the disk.
+
+    The digest and sources come out identical to `load_program` on the machine that read the files.
+    """
+    token = stored_sources.set(sources)
+    try:
+        return _build(sources[main], Path(main), display or main)
+    finally:
+        stored_sources.reset(token)
 
 
 def _build(text: str, path: Path, display: str) -> Program:

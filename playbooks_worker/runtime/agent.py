@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import reprlib
 import sys
 import time
@@ -166,7 +167,7 @@ class Agent:
         return f"<Agent {self.klass} {self.id}>"
 
 
-class ReplayExhausted(BaseException):  # noqa: N818 - control flow
+class ReplayExhausted(BaseException):
     """In replay-only mode (inspect), the first call the journal has no record for: stop there."""
 
     def __init__(self, frames: list[dict[str, Any]], agent: Agent) -> None:
@@ -177,10 +178,8 @@ class ReplayExhausted(BaseException):  # noqa: N818 - control flow
 
 def _tag(exc: BaseException, record: dict[str, Any]) -> None:
     # Lets the runner tell "this run failed because of checkpoint N" and retry that call on resume.
-    try:
+    with contextlib.suppress(AttributeError):
         exc.__pbw_checkpoint__ = (record["checkpoint_id"], record["metadata"]["seq"])  # type: ignore[attr-defined]
-    except AttributeError:
-        pass
 
 
 class AgentProxy:

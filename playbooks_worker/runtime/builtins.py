@@ -28,11 +28,11 @@ async def _none() -> None:
 def make_builtins(agent: Agent) -> dict[str, Callable[..., Any]]:
     runtime = agent.runtime
 
-    def Step(step: str) -> Any:  # noqa: N802 - Playbooks' names
+    def Step(step: str) -> Any:
         agent.current_step = str(step)
         return agent.leaf("step", str(step), (), None, _none)
 
-    def Say(target: str, message: Any) -> Any:  # noqa: N802
+    def Say(target: str, message: Any) -> Any:
         text = str(message)
 
         async def deliver() -> None:
@@ -46,15 +46,15 @@ def make_builtins(agent: Agent) -> dict[str, Callable[..., Any]]:
 
         return agent.leaf("say", "Say", (str(target), text), None, deliver, output)
 
-    def SendMessage(target: str, message: Any) -> Any:  # noqa: N802
+    def SendMessage(target: str, message: Any) -> Any:
         return Say(target, message)
 
-    def WaitForMessage(source: str = "*") -> Any:  # noqa: N802
+    def WaitForMessage(source: str = "*") -> Any:
         if _is_human(source):
             return agent.leaf("input", "user", (), None, lambda: runtime.read_input(agent))
         return agent.leaf("receive", str(source), (), None, lambda: runtime.receive(agent, str(source)))
 
-    def Yield(target: str = "user") -> Any:  # noqa: N802
+    def Yield(target: str = "user") -> Any:
         where = str(target).strip().lower()
         if where == "exit":
             return EndProgram()
@@ -62,13 +62,13 @@ def make_builtins(agent: Agent) -> dict[str, Callable[..., Any]]:
             return _none()
         return WaitForMessage(target)
 
-    async def Return(value: Any = None) -> None:  # noqa: N802
+    async def Return(value: Any = None) -> None:
         raise PlaybookReturn(value)
 
-    async def EndProgram() -> None:  # noqa: N802
+    async def EndProgram() -> None:
         raise ProgramEnd()
 
-    def Sleep(seconds: float) -> Any:  # noqa: N802
+    def Sleep(seconds: float) -> Any:
         # The record holds the deadline and is written *before* sleeping, so a resumed run sleeps only what
         # is left of the original duration.
         async def deadline() -> float:
@@ -76,31 +76,31 @@ def make_builtins(agent: Agent) -> dict[str, Callable[..., Any]]:
 
         return _sleep_until(agent.leaf("sleep", "Sleep", (float(seconds),), None, deadline))
 
-    def Now() -> Any:  # noqa: N802
+    def Now() -> Any:
         async def now() -> float:
             return time.time()
 
         return agent.leaf("now", "Now", (), None, now)
 
-    def Random() -> Any:  # noqa: N802
+    def Random() -> Any:
         async def rnd() -> float:
             return _random.random()
 
         return agent.leaf("random", "Random", (), None, rnd)
 
-    async def SaveArtifact(name: str, summary: str, value: Any = None) -> str:  # noqa: N802
+    async def SaveArtifact(name: str, summary: str, value: Any = None) -> str:
         artifacts = dict(agent.state.get("artifacts") or {})
         artifacts[name] = {"summary": summary, "value": value}
         agent.state.artifacts = artifacts
         return name
 
-    async def LoadArtifact(name: str) -> Any:  # noqa: N802
+    async def LoadArtifact(name: str) -> Any:
         artifacts = agent.state.get("artifacts") or {}
         if name not in artifacts:
             raise KeyError(f"no artifact named {name!r}")
         return artifacts[name]["value"]
 
-    def Loadfile(file_path: str, inline: bool = False, silent: bool = False) -> Any:  # noqa: N802
+    def Loadfile(file_path: str, inline: bool = False, silent: bool = False) -> Any:
         async def read() -> str:
             path = Path(file_path)
             if not path.is_absolute():
@@ -109,7 +109,7 @@ def make_builtins(agent: Agent) -> dict[str, Callable[..., Any]]:
 
         return agent.leaf("loadfile", str(file_path), (str(file_path),), None, read)
 
-    def CreateAgent(agent_klass: str, **kwargs: Any) -> Any:  # noqa: N802
+    def CreateAgent(agent_klass: str, **kwargs: Any) -> Any:
         async def create() -> str:
             return runtime.create_agent(str(agent_klass), kwargs).id
 
@@ -121,7 +121,7 @@ def make_builtins(agent: Agent) -> dict[str, Callable[..., Any]]:
 
         return created()
 
-    async def LogTrigger(trigger: str) -> None:  # noqa: N802
+    async def LogTrigger(trigger: str) -> None:
         return None
 
     return {

@@ -64,7 +64,7 @@ def _datetime_module(agent: Agent) -> types.ModuleType:
     module = types.ModuleType("datetime", "datetime, with now(), utcnow() and today() journaled")
     module.__dict__.update({k: v for k, v in vars(_datetime).items() if not k.startswith("__")})
 
-    class datetime(_datetime.datetime):  # noqa: N801 - stands in for datetime.datetime
+    class datetime(_datetime.datetime):
         @classmethod
         def now(cls, tz: _datetime.tzinfo | None = None) -> _datetime.datetime:  # type: ignore[override]
             return agent.sync_leaf("now", "datetime.now", (repr(tz),), lambda: _datetime.datetime.now(tz))
@@ -78,7 +78,7 @@ def _datetime_module(agent: Agent) -> types.ModuleType:
         def today(cls) -> _datetime.datetime:  # type: ignore[override]
             return agent.sync_leaf("now", "datetime.today", (), _datetime.datetime.today)
 
-    class date(_datetime.date):  # noqa: N801
+    class date(_datetime.date):
         @classmethod
         def today(cls) -> _datetime.date:  # type: ignore[override]
             return agent.sync_leaf("now", "date.today", (), _datetime.date.today)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-from types import ModuleType
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 
 from playbooks_worker.checkpoints.provider import CheckpointProvider
@@ -131,7 +131,7 @@ class Runtime:
         await self._mailbox(recipient.id).put((sender.id, text))
 
     async def receive(self, agent: Agent, source: str) -> str:
-        sender, text = await self._mailbox(agent.id).get()
+        _sender, text = await self._mailbox(agent.id).get()
         return text
 
     def agent_class_proxy(self, klass: str) -> Any:

@@ -262,3 +262,17 @@ def test_non_utf8_import_names_the_imported_file(write: Write) -> None:
     Path("bad.pb").write_bytes(b"ok\n\xff\n")
     write("main.pb", "# A\n!import bad.pb\n## Main\n")
     assert _refused("main.pb").message.startswith("bad.pb:2: not UTF-8 text")
+
+
+def test_parse_sources_matches_load_program_without_touching_disk(tmp_path: Path) -> None:
+    """A worker parses the run's stored files: same digest, and imports come from the stored dict."""
+    from playbooks_worker.program import load_program, parse_sources
+
+    (tmp_path / "lib.pb").write_text("```python\n@playbook\nasync def Tool() -> int:\n    return 1\n```\n")
+    main = tmp_path / "main.pb"
+    main.write_text("# A\n\n!import lib.pb\n\n## Main\n\n```python\nawait Tool()\n```\n")
+    program = load_program(main)
+    (tmp_path / "lib.pb").unlink()
+    again = parse_sources(str(program.path), program.sources, "main.pb")
+    assert again.digest == program.digest
+    assert list(again.agents[0].playbooks) == list(program.agents[0].playbooks)

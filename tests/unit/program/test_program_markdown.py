@@ -59,6 +59,7 @@ def test_public_api() -> None:
             "SourceLocation",
             "StepDef",
             "load_program",
+            "parse_sources",
             "parse_text",
         ]
     )
