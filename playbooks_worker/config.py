@@ -41,6 +41,8 @@ class ClusterSettings:
     redis_url: str = ""  # checkpoint store; empty = broker_url
     queue: str = "playbooks"
     lease_seconds: float = 3.0
+    key_prefix: str = "pbw"  # every Redis key of playbooks-worker starts with it (cluster/keys.py)
+    finished_ttl_s: float = 7 * 24 * 3600  # a finished run's keys expire this long after it ends
 
     @property
     def effective_redis_url(self) -> str:
@@ -86,6 +88,9 @@ _RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("durability", "max_checkpoint_size_mb"): (lambda v: v > 0, "must be a number > 0"),
     ("durability", "keep_last_n"): (lambda v: v >= 1, "must be an integer >= 1"),
     ("cluster", "lease_seconds"): (lambda v: v > 0, "must be a number > 0"),
+    ("cluster", "finished_ttl_s"): (lambda v: v > 0, "must be a number > 0"),
+    ("cluster", "key_prefix"): (lambda v: bool(v) and ":" not in v and "{" not in v,
+                                "must be a non-empty word without ':' or '{'"),
     ("cluster", "queue"): (lambda v: v != "", "must be a non-empty queue name"),
     ("llm", "provider"): (
         lambda v: v in ("", "openai", "anthropic", "scripted"),
@@ -139,6 +144,7 @@ def _show(value: Any) -> str:
 
 def _suggest(word: str, choices: list[str], fmt: str) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    close = close or [c for c in choices if word and c.startswith(word)][:1]  # `lease` -> `lease_seconds`
     if close:
         return f"(did you mean {fmt.format(close[0])}?)"
     return "(valid: " + ", ".join(fmt.format(c) for c in choices) + ")"
@@ -263,14 +269,16 @@ def load_settings(
     env = os.environ if environ is None else environ
     builder = _Builder()
 
+    path: Path | None
     if config_file is None:
-        path: Path | None = base / CONFIG_FILE_NAME
         label = CONFIG_FILE_NAME
+        path = base / CONFIG_FILE_NAME
         if not path.is_file():
             path = None  # no playbooks.toml here: defaults
     else:
         label = str(config_file)
-        path = Path(config_file) if Path(config_file).is_absolute() else base / config_file
+        explicit = Path(config_file)
+        path = explicit if explicit.is_absolute() else base / explicit
         if not path.is_file():
             raise ConfigError(f"{label}: config file not found (check the --config path)")
     if path is not None:

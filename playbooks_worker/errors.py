@@ -4,6 +4,7 @@
     ├── ConfigError                 playbooks.toml / PLAYBOOKS_* values (exit 2)
     ├── ProgramError                a .pb file that does not parse or names what does not exist (exit 2)
     ├── SecretKeyError              no usable HMAC key, or a key file others can read (exit 2)
+    ├── ClusterUnavailable          Redis cannot be reached (exit 2)
     ├── CheckpointError             a checkpoint that cannot be written or trusted
     │   ├── CheckpointCorrupt       tampered, truncated, unsigned, or signed for another id
     │   ├── CheckpointTooLarge      over durability.max_checkpoint_size_mb
@@ -128,3 +129,13 @@ class Fenced(BaseException):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (self.__class__, (self.run_id, self.epoch))
+
+
+class ClusterUnavailable(PlaybooksError):
+    """Redis (the broker or the checkpoint store) cannot be reached."""
+
+    exit_code = 2
+
+
+class Cancelled(BaseException):  # noqa: N818
+    """`playbooks cancel`: the run stops at its next await and ends as cancelled."""

@@ -24,6 +24,7 @@ from playbooks_worker.checkpoints import (
 from playbooks_worker.checkpoints.provider import checkpoint_id
 from playbooks_worker.config import Settings
 from playbooks_worker.errors import (
+    Cancelled,
     CheckpointNotFound,
     Divergence,
     Fenced,
@@ -58,7 +59,7 @@ class RunOutcome:
     @property
     def exit_code(self) -> int:
         return {"succeeded": 0, "failed": 1, "waiting": 3, "interrupted": 130, "fenced": 1,
-                "handed_off": 0}[self.status]
+                "handed_off": 0, "cancelled": 1}[self.status]
 
 
 def run_id_of_agent(agent_id: str) -> str:
@@ -117,13 +118,15 @@ class Runner:
                         created_at=time.time(), args=dict(args or {}))
         return await self._execute(program, run, cutoff=None, changed=False)
 
-    async def resume(self, program: Program, run_id: str | None = None) -> RunOutcome:
+    async def resume(self, program: Program, run_id: str | None = None,
+                     args: dict[str, Any] | None = None) -> RunOutcome:
+        """Continue a run; with none to continue, start one with `args` (a resumed run keeps its own)."""
         if self.runs is None:
             raise RunError("resume needs durability", hint="set durability.enabled = true in playbooks.toml")
         run = self.runs.get(run_id) if run_id else self.find_resumable(program)
         if run is None:
             self.reporter.notice(f"⚠️  No checkpoints found for {program.path.name}: starting from the beginning")
-            return await self.start(program)
+            return await self.start(program, args)
         if run.program != str(program.path):
             raise RunError(f"run {run.run_id} is of {run.program}, not {program.path}",
                            hint=f"playbooks run {run.program} --resume {run.run_id}")
@@ -184,6 +187,8 @@ class Runner:
                 journals, next_seq = self._load(run, announce)
                 runtime = Runtime(program, run_id=run.run_id, attempt=attempt.number, provider=provider,
                                   io=self.reporter, journals=journals, next_seq=next_seq)
+                runtime.on_agent = lambda agent, run=run: self._add_agent(run, agent)
+                self._started(run, runtime)
                 try:
                     result = await runtime.run(run.args)
                 except Divergence as div:
@@ -211,8 +216,12 @@ class Runner:
                     # Another owner took the run over: its record and journal are theirs to write now.
                     return RunOutcome(run, "fenced", error=exc)
                 except Handoff as exc:
+                    run.handoffs += 1
                     self._end(run, runtime, "queued", "handed off")
                     return RunOutcome(run, "handed_off", error=exc)
+                except Cancelled as exc:
+                    self._end(run, runtime, "cancelled", "cancelled")
+                    return RunOutcome(run, "cancelled", error=exc)
                 except InputUnavailable as exc:
                     run.waiting_for = "user"
                     self._end(run, runtime, "waiting", str(exc))
@@ -231,6 +240,9 @@ class Runner:
                 self._end(run, runtime, "succeeded")
                 self._prune(run)
                 return RunOutcome(run, "succeeded", result=result)
+
+    def _started(self, run: RunRecord, runtime: Runtime) -> None:
+        """Called when an attempt's runtime exists, before it runs (workers attach their heartbeat here)."""
 
     def _load(self, run: RunRecord, announce: bool = True) -> tuple[dict[str, AgentJournal], Any]:
         journals: dict[str, AgentJournal] = {}
@@ -271,6 +283,12 @@ class Runner:
         attempt.outcome = "interrupted" if error == "interrupted" else state
         run.agents = [{"agent_id": a.id, "klass": a.klass} for a in runtime.agents.values()]
         self._save(run)
+
+    def _add_agent(self, run: RunRecord, agent: Any) -> None:
+        # Saved as each agent is created, so `status` of a run that crashed still lists its agents.
+        if all(a["agent_id"] != agent.id for a in run.agents):
+            run.agents.append({"agent_id": agent.id, "klass": agent.klass})
+            self._save(run)
 
     def _save(self, run: RunRecord) -> None:
         if self.runs is not None:

@@ -33,7 +33,12 @@ class MemoryCheckpointProvider(CheckpointProvider):
     def __repr__(self) -> str:
         return f"MemoryCheckpointProvider(max_size_mb={self.max_size_mb!r})"
 
-    def write_sync(self, record: dict[str, Any]) -> None:
+    def write_sync(
+        self, record: dict[str, Any], *, event: dict[str, Any] | None = None, consume_input: bool = False
+    ) -> None:
+        # `event` and `consume_input` are for stores that publish output and keep an inbox in the same
+        # atomic write (Redis). This one has neither (delivers_events is False): the journal delivers output
+        # itself, just before the write.
         ckpt_id = record["checkpoint_id"]
         agent_id, counter = parse_record_id(ckpt_id)
         blob = encode_record(self._signer, record, max_bytes=self._max_bytes)

@@ -56,11 +56,19 @@ class CheckpointProvider(ABC):
 
     # -- what an implementation provides ---------------------------------------------------------------
 
+    # True when write_sync(event=...) publishes the event in the same atomic write as the record (Redis:
+    # output exactly once). Otherwise the journal hands events to its sink just before writing.
+    delivers_events = False
+
     @abstractmethod
-    def write_sync(self, record: dict[str, Any]) -> None:
+    def write_sync(self, record: dict[str, Any], *, event: dict[str, Any] | None = None,
+                   consume_input: bool = False) -> None:
         """Store `record` under `record["checkpoint_id"]` atomically; never overwrite an existing id.
 
-        Raises CheckpointTooLarge over the size limit (naming metadata.statement).
+        `event`: output to publish with the record (only when `delivers_events`). `consume_input`: the record
+        is an input leaf's, so the input it consumed leaves the run's inbox in the same write (cluster mode).
+        Raises CheckpointTooLarge over the size limit (naming metadata.statement), and `errors.Fenced` when
+        the store refuses the write because another owner took the run over.
         """
 
     @abstractmethod

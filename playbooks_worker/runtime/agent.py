@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import reprlib
 import sys
@@ -16,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from playbooks_worker.errors import PlaybookReturn
+from playbooks_worker.errors import InputUnavailable, PlaybookReturn
 from playbooks_worker.runtime.callpath import Frame, current_frame, current_writes
 from playbooks_worker.runtime.digest import digest_args
 from playbooks_worker.runtime.journal import Journal
@@ -83,6 +84,12 @@ class Agent:
             return self._replay(record)
         if self.runtime.replay_only:
             raise ReplayExhausted(self.runtime.capture_stack(), self)
+        # Yield to the event loop once per live leaf: most awaits here never suspend (Say, Step, a sync
+        # tool), so without this a cancellation (Ctrl+C, SIGTERM handoff) could not land until the whole
+        # program had finished. Landing here, between two checkpoints, nothing runs twice on resume.
+        await asyncio.sleep(0)
+        if self.runtime.stop_reason is not None:
+            raise self.runtime.stop_reason()
         writes: dict[str, Any] = {}
         frame_token = current_frame.set(Frame(path))
         writes_token = current_writes.set(writes)
@@ -91,6 +98,12 @@ class Agent:
             result = await live()
         except PlaybookReturn as ret:
             result = ret.value
+        except InputUnavailable:
+            # Not an outcome of the call: the run stops to wait, and on resume the call must ask again
+            # (recorded, its replay would raise "no input" forever).
+            current_frame.reset(frame_token)
+            current_writes.reset(writes_token)
+            raise
         except Exception as exc:
             current_frame.reset(frame_token)
             current_writes.reset(writes_token)

@@ -73,9 +73,14 @@ class Runtime:
         journals: dict[str, AgentJournal] | None = None,
         next_seq: Callable[[], int],
         replay_only: bool = False,
+        on_agent: Callable[[Agent], None] | None = None,
     ) -> None:
         self.program = program
         self.replay_only = replay_only
+        self.on_agent = on_agent  # told of each agent as it is created (the runner records it in the run)
+        # Set from another thread (a worker's heartbeat) to stop the run at its next live await: handoff,
+        # lost lease, cancel. A factory, so each task that stops raises its own exception instance.
+        self.stop_reason: Callable[[], BaseException] | None = None
         self.run_id = run_id
         self.attempt = attempt
         self.provider = provider
@@ -156,6 +161,8 @@ class Runtime:
         agent = Agent(self, definition, agent_id, journal)
         journal.on_live = lambda _journal: self.io.on_resumed(agent)
         self.agents[agent_id] = agent
+        if self.on_agent is not None:
+            self.on_agent(agent)
         return agent
 
     def create_agent(self, klass: str, kwargs: dict[str, Any]) -> Agent:

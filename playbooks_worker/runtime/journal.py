@@ -114,16 +114,21 @@ class Journal:
             "error": error,
             "state_writes": writes or {},
         }
+        event = None
         if output is not None:
-            # Locally output is delivered before its record is written: a crash between the two repeats
-            # the line once (at-least-once) rather than losing it.
-            self.sink.deliver(output)
+            if self.provider.delivers_events:
+                event = output  # published in the same atomic write as the record: exactly once
+            else:
+                # Output is delivered before its record is written: a crash between the two repeats the
+                # line once (at-least-once) rather than losing it.
+                self.sink.deliver(output)
+        consume = kind == "input"
         try:
-            self.provider.write_sync(record)
+            self.provider.write_sync(record, event=event, consume_input=consume)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             if error is not None:
                 record["error"] = RuntimeError(f"{type(error).__name__}: {error}")
-                self.provider.write_sync(record)
+                self.provider.write_sync(record, event=event, consume_input=consume)
             else:
                 raise CheckpointError(
                     f"{site[0]}:{site[1]}: the value of `{record['metadata']['statement']}` cannot be saved "

@@ -1,0 +1,128 @@
+"""Checkpoints in Redis, keyed by agent id (DESIGN §4): the cluster's store, usable locally too.
+
+One agent's journal is a hash `P:{run}:journal:{agent}` of counter -> signed record. A checkpoint is one
+round trip: a Lua script that checks the run's fencing epoch, adds the record if its counter is new, indexes
+the agent, and — in the same atomic step — publishes the output the record stands for and consumes the input
+it recorded. A worker that lost its run to another (a newer epoch) gets `Fenced` and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from playbooks_worker.checkpoints.provider import (
+    CheckpointProvider,
+    checkpoint_id,
+    parse_record_id,
+    split_checkpoint_id,
+)
+from playbooks_worker.checkpoints.signing import Signer, decode_record, encode_record, load_secret_key, max_bytes_for
+from playbooks_worker.cluster.keys import Keys, run_id_of_agent
+from playbooks_worker.cluster.scripts import Scripts
+from playbooks_worker.errors import CheckpointError, CheckpointNotFound, Fenced
+
+if TYPE_CHECKING:
+    import redis
+
+    from playbooks_worker.config import Settings
+
+
+class RedisCheckpointProvider(CheckpointProvider):
+    delivers_events = True
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "pbw",
+        epoch: int | None = None,
+        max_size_mb: float | None = 10,
+        secret_key: bytes | None = None,
+        scripts: Scripts | None = None,
+    ) -> None:
+        self.client = client
+        self.keys = Keys(prefix)
+        self.epoch = epoch
+        self.max_size_mb = max_size_mb
+        self._max_bytes = max_bytes_for(max_size_mb)
+        self._signer = Signer(secret_key if secret_key is not None else load_secret_key())
+        self.scripts = scripts or Scripts(client)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, epoch: int | None = None) -> RedisCheckpointProvider:
+        from playbooks_worker.cluster.connection import redis_client
+
+        return cls(redis_client(settings), prefix=settings.cluster.key_prefix, epoch=epoch,
+                   max_size_mb=settings.durability.max_checkpoint_size_mb)
+
+    def fenced(self, epoch: int) -> RedisCheckpointProvider:
+        """The same store, writing as the owner of `epoch`."""
+        other = object.__new__(RedisCheckpointProvider)
+        other.__dict__.update(self.__dict__)
+        other.epoch = epoch
+        return other
+
+    def __repr__(self) -> str:
+        return f"RedisCheckpointProvider(prefix={self.keys.prefix!r}, epoch={self.epoch!r})"
+
+    # -- the five methods ------------------------------------------------------------------------------
+
+    def write_sync(self, record: dict[str, Any], *, event: dict[str, Any] | None = None,
+                   consume_input: bool = False) -> None:
+        ckpt_id = record["checkpoint_id"]
+        agent_id, counter = parse_record_id(ckpt_id)
+        run_id = run_id_of_agent(agent_id)
+        blob = encode_record(self._signer, record, max_bytes=self._max_bytes)
+        k = self.keys
+        result = self.scripts.append_checkpoint(
+            keys=[k.epoch(run_id), k.journal(run_id, agent_id), k.agents(run_id), k.events(run_id), k.inbox(run_id)],
+            args=["" if self.epoch is None else str(self.epoch), counter, blob, agent_id,
+                  json.dumps(event, default=str) if event is not None else "", "1" if consume_input else "0"],
+        )
+        if result == -1:
+            raise Fenced(run_id, self.epoch or 0)
+        if result == -2:
+            raise CheckpointError(f"checkpoint {ckpt_id} already exists: checkpoints are never overwritten; "
+                                  "is another process running the same agent?")
+
+    def read_sync(self, ckpt_id: str) -> dict[str, Any]:
+        try:
+            agent_id, counter = split_checkpoint_id(ckpt_id)
+        except ValueError as exc:
+            raise CheckpointNotFound(str(exc)) from None
+        blob = self.client.hget(self.keys.journal(run_id_of_agent(agent_id), agent_id), str(counter))
+        if blob is None or ckpt_id != checkpoint_id(agent_id, counter):
+            raise CheckpointNotFound(f"checkpoint {ckpt_id} not found in Redis (prefix {self.keys.prefix!r})",
+                                     hint="'playbooks checkpoints RUN_ID' lists them")
+        return decode_record(self._signer, ckpt_id, blob)
+
+    def ids_sync(self, agent_id: str) -> list[str]:
+        counters = self.client.hkeys(self.keys.journal(run_id_of_agent(agent_id), agent_id))
+        return [checkpoint_id(agent_id, n) for n in sorted(int(c) for c in counters)]
+
+    def delete_agent_sync(self, agent_id: str) -> int:
+        run_id = run_id_of_agent(agent_id)
+        key = self.keys.journal(run_id, agent_id)
+        pipe = self.client.pipeline()
+        pipe.hlen(key)
+        pipe.delete(key)
+        pipe.srem(self.keys.agents(run_id), agent_id)
+        return int(pipe.execute()[0])
+
+    def agents_sync(self) -> list[str]:
+        marker = ":journal:"
+        found = {key.decode().split(marker, 1)[1] if isinstance(key, bytes) else key.split(marker, 1)[1]
+                 for key in self.client.scan_iter(match=self.keys.journal_pattern(), count=1000)}
+        return sorted(found)
+
+    # -- faster paths ----------------------------------------------------------------------------------
+
+    def run_agents_sync(self, run_id: str) -> list[str]:
+        return sorted(m.decode() if isinstance(m, bytes) else m
+                      for m in self.client.smembers(self.keys.agents(run_id)))
+
+    def read_journal_sync(self, agent_id: str) -> list[dict[str, Any]]:
+        blobs = self.client.hgetall(self.keys.journal(run_id_of_agent(agent_id), agent_id))
+        ordered = sorted((int(counter), blob) for counter, blob in blobs.items())
+        return [decode_record(self._signer, checkpoint_id(agent_id, n), blob) for n, blob in ordered]

@@ -1,0 +1,251 @@
+"""Execute runs on a worker: own the run (lease + epoch), replay it from Redis, publish what it says.
+
+Celery never appears here: a task hands `Executor.execute` a run id and gets back what happened. The same
+`Runner` attempt loop as local mode does the work; this module supplies ownership (a lease instead of a file
+lock), a fenced store, and an IO that turns output and status lines into events on the run's stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import threading
+import traceback
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from playbooks_worker.checkpoints.redis import RedisCheckpointProvider
+from playbooks_worker.checkpoints.signing import load_secret_key
+from playbooks_worker.cluster.connection import redis_client
+from playbooks_worker.cluster.keys import Keys
+from playbooks_worker.cluster.scripts import Scripts
+from playbooks_worker.cluster.store import NotRunnable, RedisRunStore
+from playbooks_worker.config import Settings
+from playbooks_worker.errors import Fenced, InputUnavailable, PlaybooksError, RunNotFound
+from playbooks_worker.program import parse_sources
+from playbooks_worker.program.model import Program
+from playbooks_worker.runner import Runner, RunOutcome
+from playbooks_worker.runs import RunRecord
+from playbooks_worker.runtime.engine import Runtime
+
+log = logging.getLogger("playbooks_worker.cluster")
+
+
+class ClusterIO:
+    """Output and the guide's status lines become events on the run's stream; input comes from its inbox."""
+
+    def __init__(self, client: Any, keys: Keys, run_id: str) -> None:
+        self.client = client
+        self.keys = keys
+        self.run_id = run_id
+        self.found: set[str] = set()
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self.client.xadd(self.keys.events(self.run_id), {"event": json.dumps(event, default=str)})
+
+    def status(self, text: str) -> None:
+        self.publish({"type": "status", "text": text})
+
+    notice = status
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        self.publish(event)  # only for stores that cannot publish with the checkpoint
+
+    async def read_input(self, agent: Any) -> str:
+        # Peek, do not pop: the input leaf's checkpoint pops it in the same atomic write (consume_input),
+        # so a crash in between neither loses the answer nor uses it twice.
+        text = self.client.lindex(self.keys.inbox(self.run_id), 0)
+        if text is None:
+            raise InputUnavailable("the run waits for input from user",
+                                   hint=f"answer with: playbooks send {self.run_id} 'your answer'")
+        return text.decode() if isinstance(text, bytes) else str(text)
+
+    def found_checkpoint(self, agent_id: str, record: dict[str, Any]) -> None:
+        self.found.add(agent_id)
+        statement = " ".join(record["metadata"]["statement"].split())
+        statement = statement if len(statement) <= 60 else statement[:57] + "..."
+        self.status(f"🔄 Found checkpoint for agent {agent_id}")
+        self.status(f"   Checkpoint: {record['checkpoint_id']}")
+        self.status(f"   Last statement: {statement}")
+
+    def no_checkpoints(self, agent_id: str) -> None:
+        self.status(f"⚠️  No checkpoints found for agent {agent_id}")
+
+    def on_resumed(self, agent: Any) -> None:
+        if agent.id in self.found:
+            self.found.discard(agent.id)
+            self.status(f"✅ Resumed execution for agent {agent.id}")
+
+    def on_checkpoint(self, agent: Any, record: dict[str, Any], replayed: bool) -> None:
+        pass
+
+
+class ClusterRunner(Runner):
+    def __init__(self, settings: Settings, reporter: ClusterIO, provider: RedisCheckpointProvider,
+                 store: RedisRunStore) -> None:
+        super().__init__(settings, reporter, provider, store)
+        self.store = store
+        self.io = reporter
+
+    @contextlib.contextmanager
+    def _owned(self, run: RunRecord) -> Iterator[RedisCheckpointProvider]:
+        with self.store.lock(run.run_id) as ownership:
+            run.worker = self.store.owner
+            self.ownership = ownership
+            assert isinstance(self.provider, RedisCheckpointProvider)
+            yield self.provider.fenced(ownership.epoch)
+
+    def _started(self, run: RunRecord, runtime: Runtime) -> None:
+        def stop(reason: Any) -> None:
+            runtime.stop_reason = reason
+
+        self.ownership.stop = stop
+        if Executor.draining.is_set():
+            from playbooks_worker.errors import Handoff
+
+            runtime.stop_reason = Handoff
+        self.io.status(f"▶️  Attempt {len(run.attempts)} on worker {self.store.owner} "
+                       f"(epoch {self.ownership.epoch})")
+
+    def _save(self, run: RunRecord) -> None:
+        try:
+            self.store.save(run)
+        except Fenced:
+            log.warning("run %s: not saved, another worker owns it now", run.run_id)
+
+    async def execute(self, program: Program, run: RunRecord) -> RunOutcome:
+        cutoff = run.failed_seq - 1 if run.failed_seq else None
+        return await self._execute(program, run, cutoff=cutoff, changed=run.program_digest != program.digest)
+
+
+def failure_lines(error: BaseException | None, program: Program | None) -> list[str]:
+    if error is None:
+        return []
+    lines = [f"❌ The program failed: {type(error).__name__}: {error}"]
+    files = {str(Path(p).resolve()) for p in (program.sources if program else {})}
+    for frame in traceback.extract_tb(error.__traceback__):
+        if frame.filename in files:
+            lines.append(f"   {Path(frame.filename).name}:{frame.lineno} in {frame.name}: {(frame.line or '').strip()}")
+    return lines
+
+
+class Executor:
+    """One per worker process. Thread-safe: the threads pool runs many runs on it at once."""
+
+    draining = threading.Event()  # set when this process is shutting down: hand runs off
+    _instance: Executor | None = None
+    _instance_lock = threading.Lock()
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client = redis_client(settings)
+        self.keys = Keys(settings.cluster.key_prefix)
+        scripts = Scripts(self.client)
+        self.store = RedisRunStore(self.client, keys=self.keys, lease_seconds=settings.cluster.lease_seconds,
+                                   finished_ttl_s=settings.cluster.finished_ttl_s, enqueue=self.enqueue,
+                                   scripts=scripts)
+        self.provider = RedisCheckpointProvider(self.client, prefix=self.keys.prefix,
+                                                max_size_mb=settings.durability.max_checkpoint_size_mb,
+                                                secret_key=load_secret_key(create=False), scripts=scripts)
+        self._programs: OrderedDict[str, Program] = OrderedDict()
+        self._programs_lock = threading.Lock()
+
+    @classmethod
+    def get(cls, settings: Settings | None = None) -> Executor:
+        with cls._instance_lock:
+            if cls._instance is None or cls._instance_pid != os.getpid():
+                from playbooks_worker.config import load_settings
+
+                cls._instance = cls(settings or load_settings())
+                cls._instance_pid = os.getpid()
+                from playbooks_worker.cluster.heartbeat import start_background
+
+                start_background(cls._instance)
+            return cls._instance
+
+    _instance_pid = -1
+
+    def enqueue(self, run_id: str) -> None:
+        from playbooks_worker.cluster.app import enqueue_run
+
+        enqueue_run(run_id, self.settings)
+
+    def program(self, run: RunRecord) -> Program:
+        key = f"{run.program_digest}:{hash(json.dumps(run.sources, sort_keys=True))}"
+        with self._programs_lock:
+            if key in self._programs:
+                self._programs.move_to_end(key)
+                return self._programs[key]
+        program = parse_sources(run.program, run.sources, run.program_display or Path(run.program).name)
+        with self._programs_lock:
+            self._programs[key] = program
+            while len(self._programs) > 64:
+                self._programs.popitem(last=False)
+        return program
+
+    def execute(self, run_id: str) -> str:
+        """Run (or continue) `run_id` here; returns what happened, for the task's log line."""
+        try:
+            run = self.store.get(run_id)
+        except RunNotFound:
+            return "dropped: no such run"
+        if run.state not in ("queued", "running"):
+            return f"dropped: run is {run.state}"
+        io = ClusterIO(self.client, self.keys, run_id)
+        program = None
+        try:
+            program = self.program(run)
+            runner = ClusterRunner(self.settings, io, self.provider, self.store)
+            outcome = asyncio.run(runner.execute(program, run))
+        except NotRunnable as exc:
+            if not self._take_from_dead_local_holder(run_id):
+                return f"dropped: {exc.message}"
+            return self.execute(run_id)
+        except PlaybooksError as exc:
+            io.publish({"type": "end", "state": "failed", "lines": [f"❌ {exc.message}"], "hint": exc.hint})
+            return "failed"
+        return self._report(io, outcome, program)
+
+    def _take_from_dead_local_holder(self, run_id: str) -> bool:
+        """The lease belongs to a process on this host that is gone (a killed pool process): expire it now."""
+        holder = self.client.get(self.keys.lease(run_id))
+        if holder is None:
+            return False
+        owner = holder.decode().split(" ")[0]
+        host, _, pid = owner.rpartition(":")
+        if host != self.store.owner.rpartition(":")[0] or not pid.isdigit() or _alive(int(pid)):
+            return False
+        from playbooks_worker.cluster.heartbeat import reap_one
+
+        return reap_one(self, run_id, expected_lease=holder.decode(), enqueue=False)
+
+    def _report(self, io: ClusterIO, outcome: RunOutcome, program: Program | None) -> str:
+        status = outcome.status
+        if status == "succeeded":
+            io.publish({"type": "end", "state": "succeeded", "lines": ["Execution complete ✅"]})
+        elif status == "failed":
+            io.publish({"type": "end", "state": "failed", "lines": failure_lines(outcome.error, program),
+                        "hint": f"fix the program, then: playbooks run {outcome.run.program_display} --resume"})
+        elif status == "waiting":
+            io.publish({"type": "end", "state": "waiting", "lines": ["⏸️  The run is waiting for input from user"],
+                        "hint": f"answer with: playbooks send {outcome.run.run_id} 'your answer'"})
+        elif status == "cancelled":
+            io.publish({"type": "end", "state": "cancelled", "lines": ["⏹️  Run cancelled"]})
+        elif status == "handed_off":
+            io.status(f"↪️  Worker {self.store.owner} is shutting down: the run continues on another worker")
+        return status
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

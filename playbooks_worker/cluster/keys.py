@@ -1,0 +1,89 @@
+"""Every Redis key of playbooks-worker, in one place.
+
+`{R}` is the run id written as a Redis Cluster hash tag, so all keys of one run live in one slot and a Lua
+script may touch several of them. `P` is the key prefix (`[cluster] key_prefix`, default `pbw`).
+
+    P:{R}:run             string  JSON run record (program sources included). TTL `finished_ttl_s` once finished
+    P:{R}:epoch           string  integer fencing epoch; INCR on every acquisition. Same TTL
+    P:{R}:lease           string  "<owner> <epoch>", PX = lease_seconds; renewed by the owner's heartbeat
+    P:{R}:agents          set     agent ids of the run. Same TTL
+    P:{R}:journal:{A}     hash    checkpoint counter -> signed record (A = agent id). Same TTL
+    P:{R}:events          stream  output (Say) and status events, read by `run` / `attach`. Same TTL
+    P:{R}:inbox           list    user input not yet consumed by the run. Same TTL
+    P:{R}:requeue         string  NX PX guard: one reaper re-enqueues an expired run at a time
+    P:runs                zset    run id -> created_at: every run, for `playbooks runs`
+    P:runs:active         set     runs queued, running or waiting: what reapers scan
+    P:workers             hash    worker id -> JSON heartbeat (host, pid, runs, seen_at)
+    P:draining:{W}        string  set (TTL 1 h) when worker process W is shutting down: hand its runs off
+
+Celery's own keys (the queue list, `unacked`, bindings) live under the `P-celery:` global key prefix, apart
+from these, so kombu's visibility sweep never shares state with another application.
+"""
+
+from __future__ import annotations
+
+DEFAULT_PREFIX = "pbw"
+
+
+class Keys:
+    """Key names under one prefix."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self.prefix = prefix
+
+    def run(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:run"
+
+    def epoch(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:epoch"
+
+    def lease(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:lease"
+
+    def agents(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:agents"
+
+    def journal(self, run_id: str, agent_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:journal:{agent_id}"
+
+    def journal_pattern(self) -> str:
+        return f"{self.prefix}:{{*}}:journal:*"
+
+    def events(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:events"
+
+    def inbox(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:inbox"
+
+    def requeue(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:requeue"
+
+    def run_keys(self, run_id: str) -> list[str]:
+        """The keys that expire together when a run finishes (journals are listed from `agents`)."""
+        return [self.run(run_id), self.epoch(run_id), self.agents(run_id), self.events(run_id), self.inbox(run_id)]
+
+    @property
+    def runs(self) -> str:
+        return f"{self.prefix}:runs"
+
+    @property
+    def active(self) -> str:
+        return f"{self.prefix}:runs:active"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    def draining(self, worker_id: str) -> str:
+        return f"{self.prefix}:draining:{worker_id}"
+
+    @property
+    def celery_prefix(self) -> str:
+        return f"{self.prefix}-celery:"
+
+
+def run_id_of_agent(agent_id: str) -> str:
+    """Agent ids end with `_{run_id}` (runtime.engine.agent_id_for)."""
+    return agent_id.rsplit("_", 1)[-1]

@@ -1,0 +1,137 @@
+"""The Lua scripts: every state change that must be atomic is one round trip.
+
+Each script starts with the keys and arguments it takes. All keys of one call share the run's hash tag, so
+the scripts also run on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# KEYS: epoch, journal, agents, events, inbox
+# ARGV: epoch ("" = unfenced: local mode), counter, signed record, agent id, event JSON or "", consume "1"/"0"
+# -> 1 written | -1 fenced (the run's epoch moved on) | -2 that checkpoint already exists
+APPEND_CHECKPOINT = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return -2 end
+redis.call('SADD', KEYS[3], ARGV[4])
+if ARGV[5] ~= '' then redis.call('XADD', KEYS[4], '*', 'event', ARGV[5]) end
+if ARGV[6] == '1' then redis.call('LPOP', KEYS[5]) end
+return 1
+"""
+
+# KEYS: run, epoch, lease
+# ARGV: owner, lease_ms
+# -> {epoch} acquired | {-1, holder} a live lease holds it | {-2, state} not runnable | {-3} no such run
+ACQUIRE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {-3} end
+if state ~= 'queued' and state ~= 'running' then return {-2, state} end
+local holder = redis.call('GET', KEYS[3])
+if holder then return {-1, holder} end
+local epoch = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[3], ARGV[1] .. ' ' .. epoch, 'PX', ARGV[2])
+redis.call('HSET', KEYS[1], 'state', 'running')
+return {epoch}
+"""
+
+# KEYS: lease, run
+# ARGV: "<owner> <epoch>", lease_ms
+# -> {1, cancel flag} renewed | {0} the lease is gone or someone else's
+RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, redis.call('HGET', KEYS[2], 'cancel') or ''}
+"""
+
+# KEYS: lease
+# ARGV: "<owner> <epoch>"
+# -> 1 deleted | 0 not ours (any more)
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: run, epoch, lease, inbox
+# ARGV: epoch, record JSON, state, finished_ttl_ms ("0" = keep), release "1"/"0", journal keys…
+# -> 1 saved | -1 fenced | -2 asked to wait for input but input has arrived: stay running
+SAVE_RUN = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+if ARGV[3] == 'waiting' and redis.call('LLEN', KEYS[4]) > 0 then return -2 end
+redis.call('HSET', KEYS[1], 'json', ARGV[2], 'state', ARGV[3])
+if ARGV[5] == '1' then
+  local lease = redis.call('GET', KEYS[3])
+  if lease and string.sub(lease, -string.len(ARGV[1]) - 1) == ' ' .. ARGV[1] then redis.call('DEL', KEYS[3]) end
+end
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('PEXPIRE', KEYS[4], ttl)
+  for i = 6, #ARGV do redis.call('PEXPIRE', ARGV[i], ttl) end
+end
+return 1
+"""
+
+# KEYS: run, inbox, events
+# ARGV: text, event JSON
+# -> 1 the run was waiting and is now queued (enqueue it) | 0 it will read the inbox itself | -3 no such run
+SEND_INPUT = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -3 end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('XADD', KEYS[3], '*', 'event', ARGV[2])
+if state == 'waiting' then
+  redis.call('HSET', KEYS[1], 'state', 'queued')
+  return 1
+end
+return 0
+"""
+
+# KEYS: run, events
+# ARGV: event JSON
+# -> 'cancelled' stopped now (it was not running) | 'cancelling' the owner stops at its next await
+#    | the state, when already finished | '' no such run
+CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return '' end
+if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return state end
+if state == 'running' then
+  redis.call('HSET', KEYS[1], 'cancel', '1')
+  return 'cancelling'
+end
+redis.call('HSET', KEYS[1], 'state', 'cancelled')
+redis.call('XADD', KEYS[2], '*', 'event', ARGV[1])
+return 'cancelled'
+"""
+
+# KEYS: run, lease, requeue, events
+# ARGV: guard_ms, event JSON, expected lease value or "" (then only an absent lease counts as expired)
+# -> 1 the run is queued again (enqueue it) | 0 nothing to do
+REAP = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+local lease = redis.call('GET', KEYS[2])
+if lease then
+  if ARGV[3] == '' or lease ~= ARGV[3] then return 0 end
+  redis.call('DEL', KEYS[2])
+end
+if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'queued')
+redis.call('HINCRBY', KEYS[1], 'failovers', 1)
+redis.call('XADD', KEYS[4], '*', 'event', ARGV[2])
+return 1
+"""
+
+
+class Scripts:
+    """The scripts registered on one client (redis-py caches them by SHA: EVALSHA, falling back to EVAL)."""
+
+    def __init__(self, client: Any) -> None:
+        self.append_checkpoint = client.register_script(APPEND_CHECKPOINT)
+        self.acquire = client.register_script(ACQUIRE)
+        self.renew = client.register_script(RENEW)
+        self.release = client.register_script(RELEASE)
+        self.save_run = client.register_script(SAVE_RUN)
+        self.send_input = client.register_script(SEND_INPUT)
+        self.cancel = client.register_script(CANCEL)
+        self.reap = client.register_script(REAP)

@@ -1,0 +1,177 @@
+"""Run records, leases and fencing epochs in Redis (DESIGN §5).
+
+A worker *owns* a run while it holds the run's lease: a key with a TTL that its heartbeat renews. Taking a
+run (first start, or over from a dead worker) increments the run's epoch; every checkpoint and every run-record
+write checks that epoch atomically, so a worker that lost its lease — paused, partitioned, presumed dead — can
+never write again: its next write raises `Fenced` and it stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from playbooks_worker.cluster.keys import Keys
+from playbooks_worker.cluster.scripts import Scripts
+from playbooks_worker.errors import Fenced, RunLocked, RunNotFound
+from playbooks_worker.runs import FINISHED, RunRecord
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class NotRunnable(RunLocked):
+    """A task for a run this worker must not execute: finished, waiting, or held by a live lease."""
+
+
+@dataclass
+class Ownership:
+    run_id: str
+    epoch: int
+    lease_value: str
+    stop: Callable[[Callable[[], BaseException]], None] | None = None  # tells the run to stop at its next await
+
+
+class RedisRunStore:
+    def __init__(self, client: redis.Redis, *, keys: Keys, lease_seconds: float, finished_ttl_s: float,
+                 enqueue: Callable[[str], None] | None = None, scripts: Scripts | None = None) -> None:
+        self.client = client
+        self.keys = keys
+        self.lease_ms = max(1, round(lease_seconds * 1000))
+        self.finished_ttl_ms = round(finished_ttl_s * 1000)
+        self.enqueue = enqueue
+        self.scripts = scripts or Scripts(client)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.owned: dict[str, Ownership] = {}
+
+    # -- records ---------------------------------------------------------------------------------------
+
+    def create(self, run: RunRecord) -> bool:
+        """Store a new run as queued. Idempotent: False when a run with that id exists already."""
+        k = self.keys
+        created = self.client.hsetnx(k.run(run.run_id), "state", run.state)
+        if not created:
+            return False
+        pipe = self.client.pipeline()
+        pipe.hset(k.run(run.run_id), "json", json.dumps(run.to_json(), default=repr))
+        pipe.zadd(k.runs, {run.run_id: run.created_at})
+        pipe.sadd(k.active, run.run_id)
+        pipe.execute()
+        return True
+
+    def get(self, run_id: str) -> RunRecord:
+        fields = self.client.hgetall(self.keys.run(run_id))
+        if not fields or b"json" not in fields:
+            raise RunNotFound(f"no run {run_id!r} in Redis (prefix {self.keys.prefix!r})",
+                              hint="'playbooks runs' lists the runs; finished runs expire after [cluster] "
+                                   "finished_ttl_s")
+        run = RunRecord.from_json(json.loads(fields[b"json"]))
+        run.state = _text(fields.get(b"state", run.state.encode()))
+        run.failovers = int(fields.get(b"failovers", 0))
+        return run
+
+    def cancel_requested(self, run_id: str) -> bool:
+        return bool(self.client.hget(self.keys.run(run_id), "cancel"))
+
+    def save(self, run: RunRecord) -> None:
+        """Write the record as the run's owner (fenced), or as its creator when nobody owns it."""
+        run.updated_at = time.time()
+        owned = self.owned.get(run.run_id)
+        k = self.keys
+        finished = run.state in FINISHED or run.state == "failed"
+        journals = [k.journal(run.run_id, a["agent_id"]) for a in run.agents] if finished else []
+        result = self.scripts.save_run(
+            keys=[k.run(run.run_id), k.epoch(run.run_id), k.lease(run.run_id), k.inbox(run.run_id)],
+            args=["" if owned is None else str(owned.epoch), json.dumps(run.to_json(), default=repr), run.state,
+                  str(self.finished_ttl_ms if finished else 0), "0" if run.state == "running" else "1",
+                  *journals],
+        )
+        if result == -1:
+            raise Fenced(run.run_id, owned.epoch if owned else 0)
+        if result == -2:
+            # It was about to wait for input, but input had arrived: run it again instead.
+            run.state = "queued"
+            self.save(run)
+            return
+        if run.state != "running" and owned is not None:
+            self.owned.pop(run.run_id, None)
+        if finished:
+            self.client.srem(k.active, run.run_id)
+        if run.state == "queued" and self.enqueue is not None:
+            self.enqueue(run.run_id)
+
+    def list(self, limit: int = 200) -> list[RunRecord]:
+        ids = [_text(r) for r in self.client.zrevrange(self.keys.runs, 0, limit - 1)]
+        runs = []
+        for run_id in ids:
+            try:
+                runs.append(self.get(run_id))
+            except RunNotFound:
+                self.client.zrem(self.keys.runs, run_id)  # expired with its TTL
+        return runs
+
+    def delete(self, run_id: str) -> None:
+        k = self.keys
+        agents = [_text(a) for a in self.client.smembers(k.agents(run_id))]
+        self.client.delete(*k.run_keys(run_id), k.lease(run_id), *(k.journal(run_id, a) for a in agents))
+        self.client.zrem(k.runs, run_id)
+        self.client.srem(k.active, run_id)
+
+    # -- ownership -------------------------------------------------------------------------------------
+
+    def acquire(self, run_id: str) -> Ownership:
+        k = self.keys
+        reply = self.scripts.acquire(keys=[k.run(run_id), k.epoch(run_id), k.lease(run_id)],
+                                     args=[self.owner, self.lease_ms])
+        code = int(reply[0])
+        if code == -3:
+            raise RunNotFound(f"no run {run_id!r} in Redis")
+        if code == -2:
+            raise NotRunnable(f"run {run_id} is {_text(reply[1])}: nothing to execute")
+        if code == -1:
+            raise NotRunnable(f"run {run_id} is held by {_text(reply[1])} (a live lease)")
+        ownership = Ownership(run_id, code, f"{self.owner} {code}")
+        self.owned[run_id] = ownership
+        return ownership
+
+    def release(self, run_id: str) -> None:
+        ownership = self.owned.pop(run_id, None)
+        if ownership is not None:
+            self.scripts.release(keys=[self.keys.lease(run_id)], args=[ownership.lease_value])
+
+    @contextlib.contextmanager
+    def lock(self, run_id: str) -> Iterator[Ownership]:
+        ownership = self.acquire(run_id)
+        try:
+            yield ownership
+        finally:
+            self.release(run_id)
+
+    def renew_all(self) -> None:
+        """One heartbeat: renew every lease this process holds; stop runs that lost theirs or were cancelled."""
+        owned = list(self.owned.values())
+        if not owned:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for ownership in owned:
+            self.scripts.renew(keys=[self.keys.lease(ownership.run_id), self.keys.run(ownership.run_id)],
+                               args=[ownership.lease_value, self.lease_ms], client=pipe)
+        for ownership, reply in zip(owned, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(reply, Exception) or ownership.stop is None:
+                continue
+            if int(reply[0]) == 0:
+                run_id, epoch = ownership.run_id, ownership.epoch
+                ownership.stop(lambda r=run_id, e=epoch: Fenced(r, e))
+            elif reply[1]:
+                from playbooks_worker.errors import Cancelled
+
+                ownership.stop(Cancelled)
