@@ -10,20 +10,19 @@ from typing import Any
 import click
 
 from playbooks_cli.common import (
+    backend,
+    broker_option,
     config_option,
-    durable_settings,
     handle_errors,
     json_option,
-    load_settings,
     print_json,
+    settings_from,
 )
-from playbooks_cli.console import ConsoleIO, short
+from playbooks_cli.console import short
 
 
-def _runner(config_file: str | None) -> Any:
-    from playbooks_worker.runner import LocalRunner
-
-    return LocalRunner(durable_settings(load_settings(config_file)), ConsoleIO())
+def _runner(config_file: str | None, broker: str | None) -> Any:
+    return backend(settings_from(config_file, broker))
 
 
 def _when(timestamp: float) -> str:
@@ -40,14 +39,15 @@ def _value(value: Any, width: int = 200) -> str:
 @click.command()
 @click.argument("target", metavar="RUN_ID|AGENT_ID")
 @config_option
+@broker_option
 @json_option
 @handle_errors
-def checkpoints(target: str, config_file: str | None, as_json: bool) -> None:
+def checkpoints(target: str, config_file: str | None, broker: str | None, as_json: bool) -> None:
     """List the checkpoints of a run (every agent) or of one agent, oldest first."""
     from playbooks_worker.errors import RunNotFound
     from playbooks_worker.runs import valid_records
 
-    runner = _runner(config_file)
+    runner = _runner(config_file, broker)
     agents = runner.agent_ids(target)
     attempts = []
     if agents:
@@ -83,13 +83,14 @@ def checkpoints(target: str, config_file: str | None, as_json: bool) -> None:
 @click.command()
 @click.argument("checkpoint_id")
 @config_option
+@broker_option
 @json_option
 @handle_errors
-def inspect(checkpoint_id: str, config_file: str | None, as_json: bool) -> None:
+def inspect(checkpoint_id: str, config_file: str | None, broker: str | None, as_json: bool) -> None:
     """Show a checkpoint: its statement, recorded value, and the variables as of it."""
     from playbooks_worker.inspection import inspect_checkpoint
 
-    view = asyncio.run(inspect_checkpoint(_runner(config_file), checkpoint_id))
+    view = asyncio.run(inspect_checkpoint(_runner(config_file, broker), checkpoint_id))
     record, meta = view.record, view.record["metadata"]
     if as_json:
         print_json({

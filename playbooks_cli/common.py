@@ -62,3 +62,43 @@ def durable_settings(settings: Any) -> Any:
     import dataclasses
 
     return dataclasses.replace(settings, durability=dataclasses.replace(settings.durability, enabled=True))
+
+
+def backend(settings: Any) -> Any:
+    """A Runner over where this configuration keeps runs: files locally, Redis in cluster mode.
+
+    Commands that look at runs (runs, status, checkpoints, inspect, clear) use it, so they work the same
+    against either.
+    """
+    from playbooks_cli.console import ConsoleIO
+
+    if settings.cluster_mode or settings.durability.storage == "redis":
+        from playbooks_worker.checkpoints.redis import RedisCheckpointProvider
+        from playbooks_worker.checkpoints.signing import load_secret_key
+        from playbooks_worker.cluster.connection import check_reachable
+        from playbooks_worker.cluster.keys import Keys
+        from playbooks_worker.cluster.store import RedisRunStore
+        from playbooks_worker.runner import Runner
+
+        client = check_reachable(settings)
+        keys = Keys(settings.cluster.key_prefix)
+        store = RedisRunStore(client, keys=keys, lease_seconds=settings.cluster.lease_seconds,
+                              finished_ttl_s=settings.cluster.finished_ttl_s)
+        provider = RedisCheckpointProvider(client, prefix=keys.prefix, secret_key=load_secret_key(create=False),
+                                           max_size_mb=settings.durability.max_checkpoint_size_mb)
+        if not settings.cluster_mode:  # local runs, Redis checkpoints: run records stay in files
+            from playbooks_worker.runner import LocalRunner
+
+            return LocalRunner(durable_settings(settings), ConsoleIO(), provider=provider)
+        return Runner(settings, ConsoleIO(), provider, store)
+    from playbooks_worker.runner import LocalRunner
+
+    return LocalRunner(durable_settings(settings), ConsoleIO())
+
+
+broker_option = click.option("--broker", metavar="URL", default=None,
+                             help="Cluster mode: the broker (Redis) URL [env var: PLAYBOOKS_BROKER_URL].")
+
+
+def settings_from(config_file: str | None, broker: str | None) -> Any:
+    return load_settings(config_file, {"cluster.broker_url": broker} if broker else None)

@@ -15,6 +15,10 @@ COMMANDS = {
     "checkpoints": ("playbooks_cli.checkpoints", "checkpoints", "List the checkpoints of a run or an agent."),
     "inspect": ("playbooks_cli.checkpoints", "inspect", "Show one checkpoint: statement, value, variables."),
     "clear": ("playbooks_cli.clear", "clear", "Delete checkpoints: of one run, or all of them."),
+    "worker": ("playbooks_cli.worker", "worker", "Start a worker that executes runs (cluster mode)."),
+    "attach": ("playbooks_cli.cluster", "attach", "Follow a cluster run's output until it ends."),
+    "send": ("playbooks_cli.cluster", "send", "Answer a run that waits for user input."),
+    "cancel": ("playbooks_cli.cluster", "cancel", "Stop a run."),
 }
 
 

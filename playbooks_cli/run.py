@@ -42,10 +42,14 @@ def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: s
 
     settings = load_settings(config_file, {"cluster.broker_url": broker} if broker else None)
     status(f"Loading playbooks from: {[program]}")
-    if settings.cluster_mode or detach:
-        abort("cluster mode (a broker) is not available in this version", "unset the broker to run locally")
     if resume is not None and from_checkpoint:
         raise click.UsageError("use either --resume or --from-checkpoint, not both")
+    if settings.cluster_mode:
+        parsed = load_program(program)
+        sys.exit(run_on_cluster(settings, parsed, program, entry_arguments(parsed, ctx.args), resume,
+                                from_checkpoint, inputs, detach))
+    if detach:
+        raise click.UsageError("--detach needs cluster mode: set [cluster] broker_url or PLAYBOOKS_BROKER_URL")
     if (resume is not None or from_checkpoint) and not settings.durability.enabled:
         status("⚠️  Resume requested but durability not enabled")
         status("   Set durability.enabled=true in playbooks.toml")
@@ -63,7 +67,7 @@ def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: s
         if from_checkpoint:
             return await runner.fork(parsed, from_checkpoint)
         if resume is not None:
-            return await runner.resume(parsed, resume or None)
+            return await runner.resume(parsed, resume or None, args)
         return await runner.start(parsed, args)
 
     try:
@@ -85,6 +89,36 @@ def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: s
         if settings.durability.enabled:
             status(f"   Fix the problem, then continue from the last checkpoint: {again}")
     sys.exit(outcome.exit_code)
+
+
+def run_on_cluster(settings: Any, program: Any, display: str, args: dict[str, Any], resume: str | None,
+                   from_checkpoint: str | None, inputs: tuple[str, ...], detach: bool) -> int:
+    """Submit (or resubmit) the run to the cluster's queue and follow it; returns the exit code."""
+    from playbooks_cli.cluster import follow
+    from playbooks_worker.cluster.client import ClusterClient
+    from playbooks_worker.config import redact_url
+
+    if from_checkpoint:
+        abort("--from-checkpoint is not available in cluster mode yet",
+              "run the program locally (without a broker) to fork a run from a checkpoint")
+    client = ClusterClient(settings)
+    run = None
+    if resume is not None:
+        run = client.store.get(resume) if resume else client.find_resumable(program)
+        if run is None:
+            status(f"⚠️  No checkpoints found for {display}: starting from the beginning")
+    if run is not None:
+        what = client.resume(run, program)
+        status(f"🔄 Resuming run {run.run_id} ({what})")
+    else:
+        run = client.submit(program, display, args)
+        status(f"📤 Submitted run {run.run_id} to queue {settings.cluster.queue!r} on "
+               f"{redact_url(settings.cluster.broker_url)}")
+    if detach:
+        click.echo(run.run_id)
+        status(f"   Follow it with: playbooks attach {run.run_id}")
+        return 0
+    return follow(client, run.run_id, inputs)
 
 
 def render_failure(error: BaseException | None, sources: dict[str, str]) -> None:

@@ -7,20 +7,24 @@ from typing import Any
 
 import click
 
-from playbooks_cli.common import config_option, handle_errors, json_option, load_settings, print_json
-
-
-def _store(config_file: str | None) -> Any:
-    from playbooks_worker.runs import FileRunStore
-
-    settings = load_settings(config_file)
-    return FileRunStore(settings.durability.storage_path)
+from playbooks_cli.common import (
+    backend,
+    broker_option,
+    config_option,
+    handle_errors,
+    json_option,
+    print_json,
+    settings_from,
+)
 
 
 def shown_state(run: Any, store: Any) -> str:
-    if run.state == "running" and not store.is_locked(run.run_id):
-        return "interrupted"
-    return str(run.state)
+    """`running` in the record but nobody executing it: interrupted (local) or failing over (cluster)."""
+    if run.state != "running":
+        return str(run.state)
+    if hasattr(store, "is_locked"):
+        return "running" if store.is_locked(run.run_id) else "interrupted"
+    return "running" if store.client.exists(store.keys.lease(run.run_id)) else "running (lease expired)"
 
 
 def ago(timestamp: float) -> str:
@@ -44,17 +48,21 @@ def run_summary(run: Any, store: Any) -> dict[str, Any]:
         "waiting_for": run.waiting_for,
         "parent": run.parent,
         "result": run.result,
+        "worker": run.worker,
+        "failovers": run.failovers,
+        "handoffs": run.handoffs,
     }
 
 
 @click.command()
 @click.option("--all", "show_all", is_flag=True, help="Include finished runs older than the newest 20.")
 @config_option
+@broker_option
 @json_option
 @handle_errors
-def runs(show_all: bool, config_file: str | None, as_json: bool) -> None:
-    """List runs, newest first."""
-    store = _store(config_file)
+def runs(show_all: bool, config_file: str | None, broker: str | None, as_json: bool) -> None:
+    """List runs, newest first (local runs, or the cluster's with a broker configured)."""
+    store = backend(settings_from(config_file, broker)).runs
     records = store.list()
     if not show_all:
         records = records[:20]
@@ -74,16 +82,14 @@ def runs(show_all: bool, config_file: str | None, as_json: bool) -> None:
 @click.command()
 @click.argument("run_id")
 @config_option
+@broker_option
 @json_option
 @handle_errors
-def status(run_id: str, config_file: str | None, as_json: bool) -> None:
+def status(run_id: str, config_file: str | None, broker: str | None, as_json: bool) -> None:
     """Show one run: state, attempts, agents and their last checkpoints."""
-    from playbooks_worker.checkpoints import FilesystemCheckpointProvider
-
-    settings = load_settings(config_file)
-    store = _store(config_file)
+    runner = backend(settings_from(config_file, broker))
+    store, provider = runner.runs, runner.provider
     run = store.get(run_id)
-    provider = FilesystemCheckpointProvider(settings.durability.storage_path)
     summary = run_summary(run, store)
     summary["attempt_log"] = [vars(a) for a in run.attempts]
     for agent in summary["agents"]:
@@ -95,6 +101,10 @@ def status(run_id: str, config_file: str | None, as_json: bool) -> None:
         return
     click.echo(f"Run       {run.run_id}  ({summary['state']})")
     click.echo(f"Program   {run.program}")
+    if run.worker and summary["state"] == "running":
+        click.echo(f"Worker    {run.worker}")
+    if run.failovers or run.handoffs:
+        click.echo(f"Moved     {run.failovers} failovers, {run.handoffs} handoffs")
     if run.parent:
         click.echo(f"Forked    from {run.parent['checkpoint_id']} of run {run.parent['run_id']}")
     if run.error:

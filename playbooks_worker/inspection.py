@@ -15,8 +15,8 @@ from typing import Any
 
 from playbooks_worker.checkpoints import split_checkpoint_id
 from playbooks_worker.errors import PlaybooksError, ProgramEnd
-from playbooks_worker.program import load_program
-from playbooks_worker.runner import LocalRunner, run_id_of_agent
+from playbooks_worker.program import load_program, parse_sources
+from playbooks_worker.runner import Runner, run_id_of_agent
 from playbooks_worker.runs import valid_records
 from playbooks_worker.runtime.agent import ReplayExhausted
 from playbooks_worker.runtime.engine import AgentJournal, Runtime
@@ -45,7 +45,7 @@ class CheckpointView:
     variables_error: str | None = None
 
 
-async def inspect_checkpoint(runner: LocalRunner, ckpt_id: str) -> CheckpointView:
+async def inspect_checkpoint(runner: Runner, ckpt_id: str) -> CheckpointView:
     try:
         agent_id, _ = split_checkpoint_id(ckpt_id)
     except ValueError as exc:
@@ -60,11 +60,12 @@ async def inspect_checkpoint(runner: LocalRunner, ckpt_id: str) -> CheckpointVie
         view.variables_error = exc.message
         return view
     view.run = run
-    if not Path(run.program).exists():
+    if not run.sources and not Path(run.program).exists():
         view.variables_error = f"{run.program} no longer exists: variables cannot be rebuilt"
         return view
     try:
-        program = load_program(run.program)
+        program = (parse_sources(run.program, run.sources, run.program_display or None) if run.sources
+                   else load_program(run.program))
     except PlaybooksError as exc:
         view.variables_error = f"the program no longer parses: {exc.message}"
         return view

@@ -22,6 +22,7 @@ from typing import Any
 from playbooks_worker.checkpoints.redis import RedisCheckpointProvider
 from playbooks_worker.checkpoints.signing import load_secret_key
 from playbooks_worker.cluster.connection import redis_client
+from playbooks_worker.cluster.heartbeat import process_alive
 from playbooks_worker.cluster.keys import Keys
 from playbooks_worker.cluster.scripts import Scripts
 from playbooks_worker.cluster.store import NotRunnable, RedisRunStore
@@ -97,6 +98,7 @@ class ClusterRunner(Runner):
         with self.store.lock(run.run_id) as ownership:
             run.worker = self.store.owner
             self.ownership = ownership
+            self.io.status(f"▶️  Running on worker {self.store.owner} (epoch {ownership.epoch})")
             assert isinstance(self.provider, RedisCheckpointProvider)
             yield self.provider.fenced(ownership.epoch)
 
@@ -109,8 +111,6 @@ class ClusterRunner(Runner):
             from playbooks_worker.errors import Handoff
 
             runtime.stop_reason = Handoff
-        self.io.status(f"▶️  Attempt {len(run.attempts)} on worker {self.store.owner} "
-                       f"(epoch {self.ownership.epoch})")
 
     def _save(self, run: RunRecord) -> None:
         try:
@@ -218,7 +218,7 @@ class Executor:
             return False
         owner = holder.decode().split(" ")[0]
         host, _, pid = owner.rpartition(":")
-        if host != self.store.owner.rpartition(":")[0] or not pid.isdigit() or _alive(int(pid)):
+        if host != self.store.owner.rpartition(":")[0] or not pid.isdigit() or process_alive(int(pid)):
             return False
         from playbooks_worker.cluster.heartbeat import reap_one
 
@@ -240,12 +240,3 @@ class Executor:
             io.status(f"↪️  Worker {self.store.owner} is shutting down: the run continues on another worker")
         return status
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,0 +1,102 @@
+"""Cluster-mode commands: follow a run's events (`run`, `attach`), answer it (`send`), stop it (`cancel`)."""
+
+from __future__ import annotations
+
+import collections
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import click
+
+from playbooks_cli.common import broker_option, config_option, handle_errors, settings_from, status
+
+
+def _client(config_file: str | None, broker: str | None) -> Any:
+    from playbooks_worker.cluster.client import ClusterClient
+
+    settings = settings_from(config_file, broker)
+    if not settings.cluster_mode:
+        raise click.UsageError("no broker configured: set [cluster] broker_url, PLAYBOOKS_BROKER_URL or --broker")
+    return ClusterClient(settings)
+
+
+def follow(client: Any, run_id: str, inputs: Iterable[str] = ()) -> int:
+    """Print the run's output (stdout) and status (stderr) until it ends; answer input prompts.
+
+    Returns the exit code: 0 succeeded, 1 failed or cancelled, 3 waiting for input that cannot come.
+    """
+    answers = collections.deque(inputs)
+    for event in client.events(run_id):
+        kind = event.get("type")
+        if kind == "say":
+            click.echo(event["message"])
+            sys.stdout.flush()
+        elif kind == "status":
+            status(event["text"])
+        elif kind == "end":
+            state = event.get("state")
+            if state == "waiting":
+                answer = _next_answer(answers)
+                if answer is not None:
+                    client.send(run_id, answer)
+                    continue
+            for line in event.get("lines", []):
+                status(line)
+            if event.get("hint"):
+                status(f"   {event['hint']}")
+            return {"succeeded": 0, "waiting": 3}.get(state, 1)
+    return 1
+
+
+def _next_answer(answers: collections.deque[str]) -> str | None:
+    if answers:
+        return answers.popleft()
+    stdin = sys.stdin
+    if stdin is None or stdin.closed:
+        return None
+    if stdin.isatty():
+        try:
+            return input("User: ")
+        except EOFError:
+            return None
+    line = stdin.readline()
+    return line.rstrip("\n") if line else None
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--input", "inputs", multiple=True, metavar="TEXT", help="Answers for the run's questions.")
+@config_option
+@broker_option
+@handle_errors
+def attach(run_id: str, inputs: tuple[str, ...], config_file: str | None, broker: str | None) -> None:
+    """Follow a cluster run: its output so far, then live, until it ends."""
+    client = _client(config_file, broker)
+    client.store.get(run_id)
+    sys.exit(follow(client, run_id, inputs))
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("text")
+@config_option
+@broker_option
+@handle_errors
+def send(run_id: str, text: str, config_file: str | None, broker: str | None) -> None:
+    """Answer a run that waits for user input (it is queued again if it had stopped to wait)."""
+    woke = _client(config_file, broker).send(run_id, text)
+    status(f"✉️  Sent to run {run_id}" + (": it continues on the next free worker" if woke else ""))
+
+
+@click.command()
+@click.argument("run_id")
+@config_option
+@broker_option
+@handle_errors
+def cancel(run_id: str, config_file: str | None, broker: str | None) -> None:
+    """Stop a run: now if it is queued or waiting, at its next await if it is running."""
+    state = _client(config_file, broker).cancel(run_id)
+    messages = {"cancelled": f"⏹️  Run {run_id} cancelled",
+                "cancelling": f"⏹️  Run {run_id} stops at its next await"}
+    status(messages.get(state, f"Run {run_id} is already {state}"))

@@ -1,0 +1,120 @@
+"""The Celery app: JSON messages carrying a run id, acks-late, prefetch 1 (DESIGN §5).
+
+Celery is only the transport here. Which worker owns a run is decided by the run's lease and epoch
+(store.py); Celery's redelivery is a backstop, so its visibility timeout is long and its keys live under
+their own prefix.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from typing import Any
+
+from celery import Celery, signals
+
+from playbooks_worker.cluster.keys import Keys
+from playbooks_worker.config import Settings, load_settings
+
+TASK_NAME = "playbooks.execute_run"
+VISIBILITY_TIMEOUT_S = 12 * 3600  # the backstop only: leases fail runs over in seconds
+MAX_REQUEUES_ON_WORKER_LOST = 5  # a run that keeps killing its pool process stops being retried
+
+_configured: Settings | None = None
+
+
+def configure(settings: Settings) -> None:
+    """The settings this worker process (and the pool processes it forks) use."""
+    global _configured
+    _configured = settings
+
+
+def current_settings() -> Settings:
+    global _configured
+    if _configured is None:
+        _configured = load_settings(os.environ.get("PLAYBOOKS_CONFIG") or None)
+    return _configured
+
+
+def make_app(settings: Settings) -> Celery:
+    keys = Keys(settings.cluster.key_prefix)
+    app = Celery("playbooks_worker", broker=settings.cluster.broker_url or "redis://localhost:6379/0",
+                 include=["playbooks_worker.cluster.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],  # never pickle: anyone who can write the queue could run code
+        result_serializer="json",
+        task_ignore_result=True,  # the run record is the result
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        task_retry_on_worker_lost=True,  # Celery 5.7: requeue when a pool process dies, bounded by max_retries
+        task_default_queue=settings.cluster.queue,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S,
+                                  "global_keyprefix": keys.celery_prefix},
+        broker_connection_retry_on_startup=True,
+        # A worker cut off from Redis stops its tasks instead of letting kombu hand them to another worker
+        # while they still run; fencing makes either safe, this makes it cheap.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+@functools.lru_cache(maxsize=4)
+def _app_for(broker_url: str, prefix: str, queue: str) -> Celery:
+    return make_app(current_settings() if not broker_url else _settings_with(broker_url, prefix, queue))
+
+
+def _settings_with(broker_url: str, prefix: str, queue: str) -> Settings:
+    import dataclasses
+
+    base = current_settings()
+    cluster = dataclasses.replace(base.cluster, broker_url=broker_url, key_prefix=prefix, queue=queue)
+    return dataclasses.replace(base, cluster=cluster)
+
+
+def app_for(settings: Settings) -> Celery:
+    return _app_for(settings.cluster.broker_url, settings.cluster.key_prefix, settings.cluster.queue)
+
+
+def enqueue_run(run_id: str, settings: Settings) -> None:
+    app_for(settings).send_task(TASK_NAME, args=[run_id], queue=settings.cluster.queue)
+
+
+# -- worker lifecycle --------------------------------------------------------------------------------
+
+
+@signals.worker_init.connect
+def _refuse_without_key(**_: Any) -> None:
+    if not os.environ.get("PLAYBOOKS_SECRET_KEY"):
+        sys.stderr.write(
+            "❌ workers need PLAYBOOKS_SECRET_KEY (the HMAC key that signs checkpoints; the same on every worker "
+            "and client)\n   generate one: export PLAYBOOKS_SECRET_KEY=$(python -c \"import secrets; "
+            "print(secrets.token_hex(32))\")\n")
+        sys.exit(2)
+
+
+@signals.worker_ready.connect
+def _start_background(**_: Any) -> None:
+    from playbooks_worker.cluster.executor import Executor
+
+    Executor.get(current_settings())
+
+
+@signals.worker_shutting_down.connect
+def _hand_off(**_: Any) -> None:
+    """SIGTERM: every run stops at its next await and continues on another worker (DESIGN §5 handoff)."""
+    from playbooks_worker.cluster.executor import Executor
+    from playbooks_worker.cluster.heartbeat import heartbeat
+
+    Executor.draining.set()
+    try:
+        executor = Executor.get(current_settings())
+        executor.client.set(executor.keys.draining(executor.store.owner), "1", ex=3600)
+        heartbeat(executor)  # stop local runs now rather than at the next beat
+    except Exception as exc:
+        logging.getLogger("playbooks_worker.cluster").warning("handoff: %s", exc)

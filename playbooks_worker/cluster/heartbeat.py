@@ -1,0 +1,127 @@
+"""The two background threads of every worker process: the heartbeat and the reaper (DESIGN §5).
+
+- Heartbeat, every `lease_seconds / 4`: renews the lease of each run this process executes (a run whose lease
+  is gone — taken over, or expired while the process was paused — is told to stop at its next await, fenced),
+  passes on cancels, notices that this process is draining (SIGTERM: hand every run off), and records the
+  worker in `P:workers`.
+- Reaper, every `lease_seconds / 6` (at most 0.5 s): re-enqueues running runs whose lease expired — their
+  worker died or was cut off — so another worker resumes them within seconds, not after Celery's one-hour
+  visibility timeout; and expires at once the lease of a run whose holder was a process on this host that
+  no longer exists (a killed pool process), rather than waiting out the TTL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from playbooks_worker.errors import Handoff
+
+if TYPE_CHECKING:
+    from playbooks_worker.cluster.executor import Executor
+
+log = logging.getLogger("playbooks_worker.cluster")
+
+_started_in: set[int] = set()
+_lock = threading.Lock()
+
+
+def start_background(executor: Executor) -> None:
+    """Start both threads once per process (a forked pool process starts its own)."""
+    with _lock:
+        if os.getpid() in _started_in:
+            return
+        _started_in.add(os.getpid())
+    interval = executor.settings.cluster.lease_seconds
+    threading.Thread(target=_loop, args=(heartbeat, executor, interval / 4), name="pbw-heartbeat",
+                     daemon=True).start()
+    threading.Thread(target=_loop, args=(reap, executor, min(0.5, interval / 6)), name="pbw-reaper",
+                     daemon=True).start()
+
+
+def _loop(step: object, executor: Executor, every_s: float) -> None:
+    while True:
+        started = time.monotonic()
+        try:
+            step(executor)  # type: ignore[operator]
+        except Exception as exc:  # Redis down for a moment: keep beating; leases decide who owns what
+            log.warning("%s failed: %s", getattr(step, "__name__", step), exc)
+        time.sleep(max(0.0, every_s - (time.monotonic() - started)))
+
+
+def heartbeat(executor: Executor) -> None:
+    store = executor.store
+    if not executor.draining.is_set():
+        parent = f"{socket.gethostname()}:{os.getppid()}"
+        pipe = executor.client.pipeline(transaction=False)
+        pipe.exists(executor.keys.draining(store.owner))
+        pipe.exists(executor.keys.draining(parent))
+        if any(pipe.execute()):
+            executor.draining.set()
+    if executor.draining.is_set():
+        for ownership in list(store.owned.values()):
+            if ownership.stop is not None:
+                ownership.stop(Handoff)
+    store.renew_all()
+    executor.client.hset(executor.keys.workers, store.owner, json.dumps({
+        "host": socket.gethostname(), "pid": os.getpid(), "runs": sorted(store.owned),
+        "draining": executor.draining.is_set(), "seen_at": time.time(),
+    }))
+
+
+def reap(executor: Executor) -> None:
+    client, keys = executor.client, executor.keys
+    active = [r.decode() if isinstance(r, bytes) else r for r in client.smembers(keys.active)]
+    if not active:
+        return
+    pipe = client.pipeline(transaction=False)
+    for run_id in active:
+        pipe.hget(keys.run(run_id), "state")
+        pipe.get(keys.lease(run_id))
+    replies = pipe.execute()
+    host = socket.gethostname()
+    for i, run_id in enumerate(active):
+        state, lease = replies[2 * i], replies[2 * i + 1]
+        if state is None:
+            client.srem(keys.active, run_id)  # expired or deleted
+            continue
+        if state != b"running":
+            continue
+        if lease is None:
+            reap_one(executor, run_id, expected_lease=None)
+            continue
+        owner = lease.decode().split(" ")[0]
+        owner_host, _, pid = owner.rpartition(":")
+        if owner_host == host and pid.isdigit() and not process_alive(int(pid)):
+            reap_one(executor, run_id, expected_lease=lease.decode())
+
+
+def reap_one(executor: Executor, run_id: str, *, expected_lease: str | None, enqueue: bool = True) -> bool:
+    keys = executor.keys
+    why = "its worker process died" if expected_lease else "its lease expired"
+    event = json.dumps({"type": "status", "text": f"⚠️  Run {run_id} lost its worker ({why}): failing over"})
+    guard_ms = max(1000, executor.store.lease_ms)
+    done = executor.store.scripts.reap(
+        keys=[keys.run(run_id), keys.lease(run_id), keys.requeue(run_id), keys.events(run_id)],
+        args=[guard_ms, event, expected_lease or ""],
+    )
+    if done:
+        log.warning("run %s: %s; re-enqueued", run_id, why)
+        if enqueue:
+            executor.enqueue(run_id)
+    return bool(done)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
