@@ -36,6 +36,8 @@ def follow(client: Any, run_id: str, inputs: Iterable[str] = ()) -> int:
             status(event["text"])
         elif kind == "end":
             state = event.get("state")
+            if not _still(client, run_id, state):
+                continue  # an earlier end (waiting, failed) the run has moved on from: read on
             if state == "waiting":
                 answer = _next_answer(answers)
                 if answer is not None:
@@ -47,6 +49,14 @@ def follow(client: Any, run_id: str, inputs: Iterable[str] = ()) -> int:
                 status(f"   {event['hint']}")
             return {"succeeded": 0, "waiting": 3}.get(state, 1)
     return 1
+
+
+def _still(client: Any, run_id: str, state: str | None) -> bool:
+    """Is the run still in the state this end event announced? (`attach` reads old events too.)"""
+    run = client.store.get(run_id)
+    if run.state != state:
+        return False
+    return state != "waiting" or not client.client.llen(client.keys.inbox(run_id))
 
 
 def _next_answer(answers: collections.deque[str]) -> str | None:

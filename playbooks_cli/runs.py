@@ -109,6 +109,8 @@ def status(run_id: str, config_file: str | None, broker: str | None, as_json: bo
         click.echo(f"Forked    from {run.parent['checkpoint_id']} of run {run.parent['run_id']}")
     if run.error:
         click.echo(f"Error     {run.error}")
+    if run.state == "waiting":
+        click.echo(f"Waiting   for input from {run.waiting_for or 'user'}")
     for attempt in run.attempts:
         ended = f", {attempt.outcome}" if attempt.outcome else ""
         click.echo(f"Attempt {attempt.number} on {attempt.host} pid {attempt.pid}, {ago(attempt.started_at)}{ended}")

@@ -224,7 +224,7 @@ class Runner:
                     return RunOutcome(run, "cancelled", error=exc)
                 except InputUnavailable as exc:
                     run.waiting_for = "user"
-                    self._end(run, runtime, "waiting", str(exc))
+                    self._end(run, runtime, "waiting")
                     return RunOutcome(run, "waiting", error=exc)
                 except (KeyboardInterrupt, asyncio.CancelledError) as exc:
                     self._end(run, runtime, "running", "interrupted")
