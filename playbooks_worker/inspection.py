@@ -45,6 +45,16 @@ class CheckpointView:
     variables_error: str | None = None
 
 
+def runner_for_provider(provider: Any) -> Runner:
+    """A replay-only runner over a provider (and, for files, the run records beside it)."""
+    from playbooks_worker.checkpoints import FilesystemCheckpointProvider
+    from playbooks_worker.config import load_settings
+    from playbooks_worker.runs import FileRunStore
+
+    runs = FileRunStore(provider.base_path) if isinstance(provider, FilesystemCheckpointProvider) else None
+    return Runner(load_settings(), _SilentIO(), provider, runs)  # type: ignore[arg-type]
+
+
 async def inspect_checkpoint(runner: Runner, ckpt_id: str) -> CheckpointView:
     try:
         agent_id, _ = split_checkpoint_id(ckpt_id)

@@ -61,7 +61,23 @@ class RecoveryCoordinator:
         info.update({key: metadata.get(key) for key in RECOVERY_INFO_KEYS})
         return info
 
-    # -- recover_execution_state(agent) ---------------------------------------------------------------------
-    # Reserved for the runtime engineer: `async def recover_execution_state(self, agent) -> None` restores an
-    # agent by replaying its journal (DESIGN §3). It belongs here, next to can_recover/get_recovery_info,
-    # because the guide calls it on the coordinator.
+    async def recover_execution_state(self, agent: Any = None) -> dict[str, Any] | None:
+        """The agent as of its latest checkpoint: its state, and its call stack with each frame's variables.
+
+        Rebuilt by replaying the agent's run up to that checkpoint with nothing running live (DESIGN §3:
+        records hold results, not snapshots). `agent` is accepted for the guide's call shape; the execution
+        id given to the manager names the agent. To *continue* the run, use `Playbooks([...]).resume()`.
+        """
+        latest = await self.manager.get_latest_checkpoint()
+        if latest is None:
+            return None
+        from playbooks_worker.inspection import inspect_checkpoint, runner_for_provider
+
+        view = await inspect_checkpoint(runner_for_provider(self.manager.provider), latest["checkpoint_id"])
+        return {
+            "checkpoint_id": latest["checkpoint_id"],
+            "metadata": latest["metadata"],
+            "state": view.state.get(self.manager.execution_id, {}),
+            "frames": view.frames,
+            "variables_error": view.variables_error,
+        }
