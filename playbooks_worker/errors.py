@@ -137,5 +137,5 @@ class ClusterUnavailable(PlaybooksError):
     exit_code = 2
 
 
-class Cancelled(BaseException):  # noqa: N818
+class Cancelled(BaseException):
     """`playbooks cancel`: the run stops at its next await and ends as cancelled."""
