@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import collections
+import json
 import sys
 from collections.abc import Iterable
 from typing import Any
 
 import click
 
-from playbooks_cli.common import broker_option, config_option, handle_errors, settings_from, status
+from playbooks_cli.common import (
+    broker_option,
+    config_option,
+    handle_errors,
+    json_option,
+    print_json,
+    settings_from,
+    status,
+)
 
 
 def _client(config_file: str | None, broker: str | None) -> Any:
@@ -21,18 +30,22 @@ def _client(config_file: str | None, broker: str | None) -> Any:
     return ClusterClient(settings)
 
 
-def follow(client: Any, run_id: str, inputs: Iterable[str] = ()) -> int:
+def follow(client: Any, run_id: str, inputs: Iterable[str] = (), as_json: bool = False) -> int:
     """Print the run's output (stdout) and status (stderr) until it ends; answer input prompts.
 
-    Returns the exit code: 0 succeeded, 1 failed or cancelled, 3 waiting for input that cannot come.
+    With `as_json` every event is a JSON line on stdout instead. Returns the exit code: 0 succeeded,
+    1 failed or cancelled, 3 waiting for input that cannot come.
     """
     answers = collections.deque(inputs)
     for event in client.events(run_id):
         kind = event.get("type")
-        if kind == "say":
+        if as_json and (kind != "end" or _still(client, run_id, event.get("state"))):
+            click.echo(json.dumps({**event, "run_id": run_id}, ensure_ascii=False))
+            sys.stdout.flush()
+        if kind == "say" and not as_json:
             click.echo(event["message"])
             sys.stdout.flush()
-        elif kind == "status":
+        elif kind == "status" and not as_json:
             status(event["text"])
         elif kind == "end":
             state = event.get("state")
@@ -43,10 +56,11 @@ def follow(client: Any, run_id: str, inputs: Iterable[str] = ()) -> int:
                 if answer is not None:
                     client.send(run_id, answer)
                     continue
-            for line in event.get("lines", []):
-                status(line)
-            if event.get("hint"):
-                status(f"   {event['hint']}")
+            if not as_json:
+                for line in event.get("lines", []):
+                    status(line)
+                if event.get("hint"):
+                    status(f"   {event['hint']}")
             return {"succeeded": 0, "waiting": 3}.get(state, 1)
     return 1
 
@@ -79,12 +93,14 @@ def _next_answer(answers: collections.deque[str]) -> str | None:
 @click.option("--input", "inputs", multiple=True, metavar="TEXT", help="Answers for the run's questions.")
 @config_option
 @broker_option
+@json_option
 @handle_errors
-def attach(run_id: str, inputs: tuple[str, ...], config_file: str | None, broker: str | None) -> None:
+def attach(run_id: str, inputs: tuple[str, ...], config_file: str | None, broker: str | None,
+           as_json: bool) -> None:
     """Follow a cluster run: its output so far, then live, until it ends."""
     client = _client(config_file, broker)
     client.store.get(run_id)
-    sys.exit(follow(client, run_id, inputs))
+    sys.exit(follow(client, run_id, inputs, as_json=as_json))
 
 
 @click.command()
@@ -92,10 +108,14 @@ def attach(run_id: str, inputs: tuple[str, ...], config_file: str | None, broker
 @click.argument("text")
 @config_option
 @broker_option
+@json_option
 @handle_errors
-def send(run_id: str, text: str, config_file: str | None, broker: str | None) -> None:
+def send(run_id: str, text: str, config_file: str | None, broker: str | None, as_json: bool) -> None:
     """Answer a run that waits for user input (it is queued again if it had stopped to wait)."""
     woke = _client(config_file, broker).send(run_id, text)
+    if as_json:
+        print_json({"run_id": run_id, "sent": True, "requeued": woke})
+        return
     status(f"✉️  Sent to run {run_id}" + (": it continues on the next free worker" if woke else ""))
 
 
@@ -103,10 +123,14 @@ def send(run_id: str, text: str, config_file: str | None, broker: str | None) ->
 @click.argument("run_id")
 @config_option
 @broker_option
+@json_option
 @handle_errors
-def cancel(run_id: str, config_file: str | None, broker: str | None) -> None:
+def cancel(run_id: str, config_file: str | None, broker: str | None, as_json: bool) -> None:
     """Stop a run: now if it is queued or waiting, at its next await if it is running."""
     state = _client(config_file, broker).cancel(run_id)
+    if as_json:
+        print_json({"run_id": run_id, "state": state})
+        return
     messages = {"cancelled": f"⏹️  Run {run_id} cancelled",
                 "cancelling": f"⏹️  Run {run_id} stops at its next await"}
     status(messages.get(state, f"Run {run_id} is already {state}"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -19,7 +20,9 @@ def short(text: str, width: int = 60) -> str:
 
 
 class ConsoleIO:
-    def __init__(self, *, inputs: Iterable[str] = (), verbose: bool = False, answer_hint: str = "") -> None:
+    def __init__(self, *, inputs: Iterable[str] = (), verbose: bool = False, answer_hint: str = "",
+                 json_events: bool = False) -> None:
+        self.json_events = json_events  # --json: each output event as a JSON line on stdout
         self.inputs = collections.deque(inputs)
         self.verbose = verbose
         self.answer_hint = answer_hint
@@ -31,9 +34,11 @@ class ConsoleIO:
     # -- output ----------------------------------------------------------------------------------------
 
     def deliver(self, event: dict[str, Any]) -> None:
-        if event.get("type") == "say":
+        if self.json_events:
+            click.echo(json.dumps(event, ensure_ascii=False, default=str))
+        elif event.get("type") == "say":
             click.echo(event["message"])
-            sys.stdout.flush()
+        sys.stdout.flush()
 
     def status(self, text: str) -> None:
         click.echo(text, err=True)

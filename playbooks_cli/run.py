@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -26,11 +27,13 @@ from playbooks_cli.console import ConsoleIO
 @click.option("--broker", metavar="URL", help="Cluster mode: the Celery broker [env var: PLAYBOOKS_BROKER_URL].")
 @config_option
 @click.option("-v", "--verbose", is_flag=True, help="Print each checkpoint as it is saved or replayed.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print output events and the final outcome as JSON lines on stdout.")
 @click.pass_context
 @handle_errors
 def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: str | None,
         inputs: tuple[str, ...], detach: bool, broker: str | None, config_file: str | None,
-        verbose: bool) -> None:
+        verbose: bool, as_json: bool) -> None:
     """Run PROGRAM.pb; with --resume, continue from its last checkpoint.
 
     Options after PROGRAM.pb that are not listed here are the entry playbook's arguments
@@ -47,7 +50,7 @@ def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: s
     if settings.cluster_mode:
         parsed = load_program(program)
         sys.exit(run_on_cluster(settings, parsed, program, entry_arguments(parsed, ctx.args), resume,
-                                from_checkpoint, inputs, detach))
+                                from_checkpoint, inputs, detach, as_json))
     if detach:
         raise click.UsageError("--detach needs cluster mode: set [cluster] broker_url or PLAYBOOKS_BROKER_URL")
     if (resume is not None or from_checkpoint) and not settings.durability.enabled:
@@ -58,7 +61,8 @@ def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: s
     parsed = load_program(program)
     args = entry_arguments(parsed, ctx.args)
     again = f"playbooks run {program} --resume"
-    io = ConsoleIO(inputs=inputs, verbose=verbose, answer_hint=f"answer with: {again} --input 'your answer'")
+    io = ConsoleIO(inputs=inputs, verbose=verbose, answer_hint=f"answer with: {again} --input 'your answer'",
+                   json_events=as_json)
     runner = LocalRunner(settings, io)
     if resume is None and not from_checkpoint:
         status("Starting execution...")
@@ -88,11 +92,14 @@ def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: s
         render_failure(outcome.error, parsed.sources)
         if settings.durability.enabled:
             status(f"   Fix the problem, then continue from the last checkpoint: {again}")
+    if as_json:
+        io.deliver({"type": "end", "run_id": run_id, "state": outcome.status, "exit_code": outcome.exit_code,
+                    "result": outcome.run.result, "error": None if outcome.error is None else str(outcome.error)})
     sys.exit(outcome.exit_code)
 
 
 def run_on_cluster(settings: Any, program: Any, display: str, args: dict[str, Any], resume: str | None,
-                   from_checkpoint: str | None, inputs: tuple[str, ...], detach: bool) -> int:
+                   from_checkpoint: str | None, inputs: tuple[str, ...], detach: bool, as_json: bool = False) -> int:
     """Submit (or resubmit) the run to the cluster's queue and follow it; returns the exit code."""
     from playbooks_cli.cluster import follow
     from playbooks_worker.cluster.client import ClusterClient
@@ -115,10 +122,10 @@ def run_on_cluster(settings: Any, program: Any, display: str, args: dict[str, An
         status(f"📤 Submitted run {run.run_id} to queue {settings.cluster.queue!r} on "
                f"{redact_url(settings.cluster.broker_url)}")
     if detach:
-        click.echo(run.run_id)
+        click.echo(json.dumps({"run_id": run.run_id, "state": run.state}) if as_json else run.run_id)
         status(f"   Follow it with: playbooks attach {run.run_id}")
         return 0
-    return follow(client, run.run_id, inputs)
+    return follow(client, run.run_id, inputs, as_json=as_json)
 
 
 def render_failure(error: BaseException | None, sources: dict[str, str]) -> None:

@@ -37,7 +37,16 @@ class ClusterClient:
                                    scripts=self.scripts)
 
     def enqueue(self, run_id: str) -> None:
-        enqueue_run(run_id, self.settings)
+        try:
+            enqueue_run(run_id, self.settings)
+        except Exception as exc:  # kombu raises its own OperationalError family once its retries are spent
+            from playbooks_worker.config import redact_url
+            from playbooks_worker.errors import ClusterUnavailable
+
+            raise ClusterUnavailable(
+                f"cannot enqueue run {run_id} on {redact_url(self.settings.cluster.broker_url)}: {exc}",
+                hint=f"the run is stored; once the broker is back: playbooks run PROGRAM --resume {run_id}",
+            ) from None
 
     # -- submitting ------------------------------------------------------------------------------------
 

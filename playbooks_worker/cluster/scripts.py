@@ -53,7 +53,8 @@ return 0
 """
 
 # KEYS: run, epoch, lease, inbox
-# ARGV: epoch, record JSON, state, finished_ttl_ms ("0" = keep), release "1"/"0", journal keys…
+# ARGV: epoch, record JSON, state, finished_ttl_ms ("0" = keep), release "1"/"0", then the run's other keys to
+#       expire with it (agents, events, journals: same hash tag)
 # -> 1 saved | -1 fenced | -2 asked to wait for input but input has arrived: stay running
 SAVE_RUN = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end

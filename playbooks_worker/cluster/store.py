@@ -88,12 +88,15 @@ class RedisRunStore:
         owned = self.owned.get(run.run_id)
         k = self.keys
         finished = run.state in FINISHED or run.state == "failed"
-        journals = [k.journal(run.run_id, a["agent_id"]) for a in run.agents] if finished else []
+        # Everything of a finished run expires together; agents are listed from the index (the record may
+        # not know an agent created just before a crash).
+        expiring = ([k.agents(run.run_id), k.events(run.run_id),
+                     *(k.journal(run.run_id, a) for a in self._agents(run))] if finished else [])
         result = self.scripts.save_run(
             keys=[k.run(run.run_id), k.epoch(run.run_id), k.lease(run.run_id), k.inbox(run.run_id)],
             args=["" if owned is None else str(owned.epoch), json.dumps(run.to_json(), default=repr), run.state,
                   str(self.finished_ttl_ms if finished else 0), "0" if run.state == "running" else "1",
-                  *journals],
+                  *expiring],
         )
         if result == -1:
             raise Fenced(run.run_id, owned.epoch if owned else 0)
@@ -108,6 +111,10 @@ class RedisRunStore:
             self.client.srem(k.active, run.run_id)
         if run.state == "queued" and self.enqueue is not None:
             self.enqueue(run.run_id)
+
+    def _agents(self, run: RunRecord) -> set[str]:
+        known = {a["agent_id"] for a in run.agents}
+        return known | {_text(a) for a in self.client.smembers(self.keys.agents(run.run_id))}
 
     def list(self, limit: int = 200) -> list[RunRecord]:
         ids = [_text(r) for r in self.client.zrevrange(self.keys.runs, 0, limit - 1)]
