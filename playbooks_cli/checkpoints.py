@@ -111,6 +111,14 @@ def inspect(checkpoint_id: str, config_file: str | None, broker: str | None, as_
     click.echo(f"Call         {meta['kind']} {meta['name']} at {_when(meta['timestamp'])}{took}")
     if record["error"] is not None:
         click.echo(f"Raised       {record['error']!r}")
+    elif meta["kind"] == "llm" and isinstance(record["result"], dict):
+        answer = record["result"]
+        usage = answer.get("usage") or {}
+        click.echo(f"Model        {answer.get('model')}, {usage.get('prompt_tokens', '?')} prompt + "
+                   f"{usage.get('completion_tokens', '?')} completion tokens, {answer.get('latency_ms')} ms")
+        click.echo("Response")
+        for line in str(answer.get("response", "")).splitlines():
+            click.echo(f"  | {line}")
     else:
         click.echo(f"Value        {_value(record['result'])}")
     for name, value in record["state_writes"].items():

@@ -60,6 +60,9 @@ def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: s
 
     parsed = load_program(program)
     args = entry_arguments(parsed, ctx.args)
+    from playbooks_worker.llm.provider import require_llm
+
+    require_llm(parsed, settings)
     again = f"playbooks run {program} --resume"
     io = ConsoleIO(inputs=inputs, verbose=verbose, answer_hint=f"answer with: {again} --input 'your answer'",
                    json_events=as_json)

@@ -175,6 +175,9 @@ class Runner:
                 yield self.provider
 
     async def _execute(self, program: Program, run: RunRecord, *, cutoff: int | None, changed: bool) -> RunOutcome:
+        from playbooks_worker.llm.provider import require_llm
+
+        require_llm(program, self.settings)
         announce = True
         with self._owned(run) as provider:
             while True:
@@ -186,7 +189,7 @@ class Runner:
                 self._save(run)
                 journals, next_seq = self._load(run, announce)
                 runtime = Runtime(program, run_id=run.run_id, attempt=attempt.number, provider=provider,
-                                  io=self.reporter, journals=journals, next_seq=next_seq)
+                                  io=self.reporter, journals=journals, next_seq=next_seq, settings=self.settings)
                 runtime.on_agent = lambda agent, run=run: self._add_agent(run, agent)
                 self._started(run, runtime)
                 try:

@@ -207,9 +207,20 @@ class Executor:
                 return f"dropped: {exc.message}"
             return self.execute(run_id)
         except PlaybooksError as exc:
+            self._fail_unowned(run_id, exc)
             io.publish({"type": "end", "state": "failed", "lines": [f"❌ {exc.message}"], "hint": exc.hint})
             return "failed"
         return self._report(io, outcome, program)
+
+    def _fail_unowned(self, run_id: str, exc: PlaybooksError) -> None:
+        """A run refused before it could start (bad [llm] settings, a program that no longer parses)."""
+        try:
+            run = self.store.get(run_id)
+            if run.state in ("queued", "running") and run_id not in self.store.owned:
+                run.state, run.error = "failed", exc.message
+                self.store.save(run)
+        except (PlaybooksError, Fenced):
+            pass
 
     def _take_from_dead_local_holder(self, run_id: str) -> bool:
         """The lease belongs to a process on this host that is gone (a killed pool process): expire it now."""

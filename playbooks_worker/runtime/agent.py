@@ -50,6 +50,8 @@ class Agent:
         self.namespace: dict[str, Any] = {}
         self.current_step: str | None = None
         self.proxy = AgentProxy(self)
+        self.llm_calls = 0  # replayed and live: the scripted provider's index, and max_llm_calls' count
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []  # see every record this agent makes or replays
 
     # -- durable calls ---------------------------------------------------------------------------------
 

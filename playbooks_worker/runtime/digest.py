@@ -54,13 +54,26 @@ def _encode(value: Any, out: list[str], depth: int) -> None:
 
 
 def digest_args(args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> str:
-    if not kwargs and all(type(a) in (str, int) for a in args):
-        # The common case (ids, counters, messages) without the recursive walk.
-        text = "\x1f".join(f"{type(a).__name__[0]}{a}" for a in args)
-    else:
-        out: list[str] = []
-        _encode(args, out, 0)
-        if kwargs:
-            _encode(kwargs, out, 0)
-        text = "".join(out)
+    if not kwargs:
+        # The common case (ids, counters, messages) without the recursive walk: "s<text>" / "i<number>"
+        # joined by \x1f. One pass, no generators: it runs on every await (measured 1.9 -> 1.0 us for one int).
+        parts = []
+        for a in args:
+            kind = type(a)
+            if kind is str:
+                parts.append("s" + a)
+            elif kind is int:
+                parts.append(f"i{a}")
+            else:
+                break
+        else:
+            return _hash("\x1f".join(parts))
+    out: list[str] = []
+    _encode(args, out, 0)
+    if kwargs:
+        _encode(kwargs, out, 0)
+    return _hash("".join(out))
+
+
+def _hash(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()

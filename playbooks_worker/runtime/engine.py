@@ -74,7 +74,12 @@ class Runtime:
         next_seq: Callable[[], int],
         replay_only: bool = False,
         on_agent: Callable[[Agent], None] | None = None,
+        settings: Any = None,
     ) -> None:
+        from playbooks_worker.config import Settings
+
+        self.settings = settings or Settings()
+        self._llm: Any = None
         self.program = program
         self.replay_only = replay_only
         self.on_agent = on_agent  # told of each agent as it is created (the runner records it in the run)
@@ -112,8 +117,11 @@ class Runtime:
         while frame is not None:
             entry = self.files.get(frame.f_code.co_filename)
             if entry is not None:
+                from playbooks_worker.runtime.agent import AgentProxy
+
                 variables = {k: v for k, v in frame.f_locals.items()
-                             if not k.startswith("__") and not callable(v) and not isinstance(v, ModuleType)}
+                             if not k.startswith("__") and not callable(v)
+                             and not isinstance(v, (ModuleType, AgentProxy, _AgentClass))}
                 frames.append({"playbook": frame.f_code.co_name, "file": entry[0], "line": frame.f_lineno,
                                "variables": variables})
             frame = frame.f_back
@@ -127,6 +135,21 @@ class Runtime:
 
     def on_checkpoint(self, agent: Agent, record: dict[str, Any], replayed: bool) -> None:
         self.io.on_checkpoint(agent, record, replayed)
+        for listener in agent.listeners:
+            listener(record)
+
+    def llm(self) -> Any:
+        """The LLM provider, made on first use from the run's settings."""
+        if self._llm is None:
+            from playbooks_worker.llm.provider import make_provider
+
+            self._llm = make_provider(self.settings)
+        return self._llm
+
+    def register_source(self, filename: str, shown: str, lines: list[str]) -> None:
+        """Code compiled at run time (an LLM response) gets statements and call sites like program code."""
+        self.files[filename] = (shown, lines)
+        self._lines_by_display[shown] = lines
 
     async def read_input(self, agent: Agent) -> str:
         return await self.io.read_input(agent)

@@ -73,6 +73,13 @@ class Journal:
         self.replayed += 1
         return record
 
+    def drop_under(self, path: str) -> None:
+        """Forget the records of calls made under `path`: they came from an LLM response whose stream was cut
+        off, and the call that is about to be made again will answer differently."""
+        prefix = path + "."
+        for key in [k for k in self.by_path if k.startswith(prefix)]:
+            del self.by_path[key]
+
     def append(
         self,
         path: str,
@@ -87,6 +94,7 @@ class Journal:
         output: dict[str, Any] | None = None,
         started: float | None = None,
         call: str = "",
+        statement: str | None = None,
     ) -> dict[str, Any]:
         counter = self.next_counter
         now = time.time()
@@ -94,7 +102,7 @@ class Journal:
         record: dict[str, Any] = {
             "checkpoint_id": ckpt,
             "metadata": {
-                "statement": self.statement_at(*site),
+                "statement": self.statement_at(*site) if statement is None else statement,
                 "counter": counter,
                 "timestamp": now,
                 "execution_id": self.agent_id,

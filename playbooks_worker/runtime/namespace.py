@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from playbooks_worker.errors import PlaybooksError, ProgramError
+from playbooks_worker.errors import ProgramError
 from playbooks_worker.program.model import CodeBlock, PlaybookDef
 from playbooks_worker.runtime.builtins import make_builtins
 from playbooks_worker.runtime.callpath import SETUP_PATH, Frame, current_frame
@@ -120,14 +120,27 @@ def _code_caller(agent: Agent, playbook: PlaybookDef) -> Callable[..., Any]:
 
 
 def _llm_caller(agent: Agent, playbook: PlaybookDef) -> Callable[..., Any]:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        raise PlaybooksError(
-            f"{playbook.location}: {playbook.name} is an LLM playbook (natural-language steps); this version "
-            "runs code playbooks and Python playbooks only",
-            hint="write the playbook as a ```python block, or wait for LLM execution (configured in [llm])",
-        )
+    names = [p.name for p in playbook.params]
+    state_params = [p.name for p in playbook.params if p.is_state]
 
-    call.__name__ = playbook.name
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > len(names):
+            raise TypeError(f"{playbook.name}() takes {len(names)} arguments but {len(args)} were given")
+        arguments = dict(zip(names, args, strict=False))
+        arguments.update(kwargs)
+
+        async def run() -> Any:
+            from playbooks_worker.llm.interpreter import LLMPlaybook
+
+            for name in state_params:
+                if name in arguments:
+                    setattr(agent.state, name, arguments[name])
+            return await LLMPlaybook(agent, playbook, arguments).run()
+
+        return agent.composite(run)
+
+    call.__name__ = call.__qualname__ = playbook.name
+    call.__doc__ = playbook.description
     return call
 
 
