@@ -69,6 +69,11 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _name_pattern(agent_id: str) -> re.Pattern[str]:
+    """Matches the file name of one of the agent's checkpoints; group 1 is the counter."""
+    return re.compile(rf"^{re.escape(agent_id)}_ckpt_(\d+){re.escape(SUFFIX)}$")
+
+
 def _fsync_dir(path: str) -> None:
     """Make a new directory entry durable (its parent is what records the name)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -212,8 +217,19 @@ class FilesystemCheckpointProvider(CheckpointProvider):
             names = os.listdir(directory)
         except (FileNotFoundError, NotADirectoryError):
             return []
-        pattern = re.compile(rf"^{re.escape(agent_id)}_ckpt_(\d+){re.escape(SUFFIX)}$")
+        pattern = _name_pattern(agent_id)
         return sorted(int(m.group(1)) for name in names if (m := pattern.match(name)))
+
+    @staticmethod
+    def _has_checkpoint(directory: str, agent_id: str) -> bool:
+        """Whether the directory holds any checkpoint: stops at the first instead of listing and sorting all
+        (agents_sync runs on every resume, over every agent in the store; a 10,000-file journal took ~9 ms)."""
+        pattern = _name_pattern(agent_id)
+        try:
+            with os.scandir(directory) as entries:
+                return any(pattern.match(entry.name) for entry in entries)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
 
     def delete_agent_sync(self, agent_id: str) -> int:
         directory = self._agent_dir(agent_id)
@@ -240,7 +256,7 @@ class FilesystemCheckpointProvider(CheckpointProvider):
         return sorted(
             entry.name
             for entry in entries
-            if is_valid_agent_id(entry.name) and entry.is_dir() and self._counters(entry.path, entry.name)
+            if is_valid_agent_id(entry.name) and entry.is_dir() and self._has_checkpoint(entry.path, entry.name)
         )
 
     # -- the resume path ------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from playbooks_worker.checkpoints import (
     MemoryCheckpointProvider,
     split_checkpoint_id,
 )
+from playbooks_worker.checkpoints.redis import RedisCheckpointProvider
+from playbooks_worker.cluster.keys import Keys, run_id_of_agent
 
 KEY = b"test-key-0123456789abcdef-0123456789"
 
@@ -88,3 +90,26 @@ def memory_store() -> Store:
         shared.setdefault(agent_id, {})[n] = blob
 
     return Store("memory", sibling(), sibling, get_blob, put_blob)
+
+
+def redis_store(name: str, client: Any, prefix: str = "pbw") -> Store:
+    """A RedisCheckpointProvider over `client` (fakeredis, or a real server): blobs are fields of journal hashes."""
+    keys = Keys(prefix)
+
+    def sibling(*, secret_key: bytes = KEY, max_size_mb: float = 10) -> CheckpointProvider:
+        return RedisCheckpointProvider(client, prefix=prefix, secret_key=secret_key, max_size_mb=max_size_mb)
+
+    def where(ckpt_id: str) -> tuple[str, str]:
+        agent_id, n = split_checkpoint_id(ckpt_id)
+        return keys.journal(run_id_of_agent(agent_id), agent_id), str(n)
+
+    def get_blob(ckpt_id: str) -> bytes:
+        blob = client.hget(*where(ckpt_id))
+        assert blob is not None, f"{ckpt_id} is not stored"
+        return bytes(blob)
+
+    def put_blob(ckpt_id: str, blob: bytes) -> None:
+        key, field = where(ckpt_id)
+        client.hset(key, field, blob)
+
+    return Store(name, sibling(), sibling, get_blob, put_blob)

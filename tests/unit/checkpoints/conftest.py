@@ -1,13 +1,23 @@
-"""Fixtures for the checkpoint tests: an isolated environment, and the store contract's parameters."""
+"""Fixtures for the checkpoint tests: an isolated environment, and the store contract's parameters.
+
+The contract runs against every provider: filesystem, memory, and Redis both on fakeredis (fast) and on a
+real `redis-server` (tests/redis_fixtures.py starts one per session, only when a test asks for it).
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import fakeredis
 import pytest
-from ckpt_helpers import Store, filesystem_store, memory_store
+from ckpt_helpers import Store, filesystem_store, memory_store, redis_store
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the shared redis_fixtures module
+
+from redis_fixtures import redis_server, redis_server_session  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +33,16 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-@pytest.fixture(params=["filesystem", "memory"])
+@pytest.fixture(params=["filesystem", "memory", "redis-fake", "redis-real"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    yield filesystem_store(tmp_path / "ckpts") if request.param == "filesystem" else memory_store()
+    if request.param == "filesystem":
+        yield filesystem_store(tmp_path / "ckpts")
+    elif request.param == "memory":
+        yield memory_store()
+    elif request.param == "redis-fake":
+        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        yield redis_store(request.param, client)
+        client.close()
+    else:
+        server = request.getfixturevalue("redis_server")
+        yield redis_store(request.param, server.client)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 import random
 import threading
@@ -210,11 +211,23 @@ def test_signed_but_unloadable_is_corrupt_too(store: Store) -> None:
     assert "No module named 'no_such_module_xyz'" in str(caught.value)
 
 
-def test_local_stores_accept_and_ignore_the_cluster_write_options(store: Store) -> None:
-    assert store.provider.delivers_events is False  # so the journal delivers output itself
+def test_the_cluster_write_options(store: Store) -> None:
+    """Local stores accept and ignore them; Redis publishes the event and pops the input in the same write."""
     event = {"type": "say", "message": "hi"}
+    if store.name.startswith("redis"):
+        client = store.provider.client  # type: ignore[attr-defined]
+        client.rpush("pbw:{a}:inbox", "the answer", "the next one")
+        assert store.provider.delivers_events is True  # so the journal leaves publishing to the store
+    else:
+        assert store.provider.delivers_events is False  # so the journal delivers output itself
+
     store.provider.write_sync(make_record("a", 1), event=event, consume_input=True)
+
     assert store.provider.read_sync("a_ckpt_1")["metadata"]["counter"] == 1
+    if store.name.startswith("redis"):
+        published = [json.loads(fields[b"event"]) for _id, fields in client.xrange("pbw:{a}:events")]
+        assert published == [event]
+        assert client.lrange("pbw:{a}:inbox", 0, -1) == [b"the next one"]
 
 
 def test_a_class_defined_in_a_function_round_trips(store: Store) -> None:
