@@ -259,6 +259,20 @@ class FilesystemCheckpointProvider(CheckpointProvider):
             if is_valid_agent_id(entry.name) and entry.is_dir() and self._has_checkpoint(entry.path, entry.name)
         )
 
+    def run_agents_sync(self, run_id: str) -> list[str]:
+        """Only the run's own directories are looked into (agent ids end with `_{run_id}`)."""
+        suffix = f"_{run_id}"
+        try:
+            entries = list(os.scandir(self._base))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(
+            entry.name
+            for entry in entries
+            if entry.name.endswith(suffix) and is_valid_agent_id(entry.name) and entry.is_dir()
+            and self._has_checkpoint(entry.path, entry.name)
+        )
+
     # -- the resume path ------------------------------------------------------------------------------------
 
     def read_journal_sync(self, agent_id: str) -> list[dict[str, Any]]:
