@@ -21,7 +21,8 @@ def short(text: str, width: int = 60) -> str:
 
 class ConsoleIO:
     def __init__(self, *, inputs: Iterable[str] = (), verbose: bool = False, answer_hint: str = "",
-                 json_events: bool = False) -> None:
+                 json_events: bool = False, snoop: bool = False) -> None:
+        self.snoop = snoop  # --snoop: agent-to-agent messages as status lines
         self.json_events = json_events  # --json: each output event as a JSON line on stdout
         self.inputs = collections.deque(inputs)
         self.verbose = verbose
@@ -38,6 +39,10 @@ class ConsoleIO:
             click.echo(json.dumps(event, ensure_ascii=False, default=str))
         elif event.get("type") == "say":
             click.echo(event["message"])
+        elif event.get("type") == "message":
+            if self.snoop:
+                self.status(f"📨 {event['from']} → {event['to']}: {short(event['text'], 200)}")
+            return
         sys.stdout.flush()
 
     def status(self, text: str) -> None:

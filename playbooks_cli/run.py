@@ -27,13 +27,14 @@ from playbooks_cli.console import ConsoleIO
 @click.option("--broker", metavar="URL", help="Cluster mode: the Celery broker [env var: PLAYBOOKS_BROKER_URL].")
 @config_option
 @click.option("-v", "--verbose", is_flag=True, help="Print each checkpoint as it is saved or replayed.")
+@click.option("--snoop", is_flag=True, help="Show messages between agents (on stderr).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print output events and the final outcome as JSON lines on stdout.")
 @click.pass_context
 @handle_errors
 def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: str | None,
         inputs: tuple[str, ...], detach: bool, broker: str | None, config_file: str | None,
-        verbose: bool, as_json: bool) -> None:
+        verbose: bool, snoop: bool, as_json: bool) -> None:
     """Run PROGRAM.pb; with --resume, continue from its last checkpoint.
 
     Options after PROGRAM.pb that are not listed here are the entry playbook's arguments
@@ -65,7 +66,7 @@ def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: s
     require_llm(parsed, settings)
     again = f"playbooks run {program} --resume"
     io = ConsoleIO(inputs=inputs, verbose=verbose, answer_hint=f"answer with: {again} --input 'your answer'",
-                   json_events=as_json)
+                   json_events=as_json, snoop=snoop)
     runner = LocalRunner(settings, io)
     if resume is None and not from_checkpoint:
         status("Starting execution...")

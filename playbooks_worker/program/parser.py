@@ -184,7 +184,12 @@ def _playbook(section: Section, agent: AgentDef, src: Source) -> tuple[PlaybookD
         items = [item for block in parts["steps"].blocks if block.kind == "list" for item in block.items]
         playbook.steps = _steps(items, src)
         return playbook, None
+    # The body may follow `### Triggers` (or `### Notes`): markdown puts it inside that subsection, but it
+    # is still the playbook's code when the playbook has no steps.
     fences = _python_fences(section.blocks, src)
+    for part in ("triggers", "trigger", "notes"):
+        if part in parts:
+            fences += _python_fences(parts[part].blocks, src)
     if not fences:
         return playbook, None  # no steps, no code: a react-style LLM playbook
     if len(fences) > 1:

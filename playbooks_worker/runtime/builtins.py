@@ -34,17 +34,15 @@ def make_builtins(agent: Agent) -> dict[str, Callable[..., Any]]:
 
     def Say(target: str, message: Any) -> Any:
         text = str(message)
+        if not _is_human(target):
+            # To another agent: the record holds the message, so the journal is its mailbox (mailbox.py).
+            return agent.leaf("send", "Say", (str(target), text), None,
+                              lambda: runtime.send(agent, str(target), text))
 
-        async def deliver() -> None:
-            if not _is_human(target):
-                await runtime.send(agent, str(target), text)
-
-        def output(_: Any) -> dict[str, Any] | None:
-            if not _is_human(target):
-                return None
+        def output(_: Any) -> dict[str, Any]:
             return {"type": "say", "agent": agent.id, "klass": agent.klass, "target": str(target), "message": text}
 
-        return agent.leaf("say", "Say", (str(target), text), None, deliver, output)
+        return agent.leaf("say", "Say", (str(target), text), None, _none, output)
 
     def SendMessage(target: str, message: Any) -> Any:
         return Say(target, message)
@@ -52,7 +50,12 @@ def make_builtins(agent: Agent) -> dict[str, Callable[..., Any]]:
     def WaitForMessage(source: str = "*") -> Any:
         if _is_human(source):
             return agent.leaf("input", "user", (), None, lambda: runtime.read_input(agent))
-        return agent.leaf("receive", str(source), (), None, lambda: runtime.receive(agent, str(source)))
+        leaf = agent.leaf("receive", str(source), (), None, lambda: runtime.receive(agent, str(source)))
+
+        async def text() -> str:
+            return str((await leaf)["text"])
+
+        return text()
 
     def Yield(target: str = "user") -> Any:
         where = str(target).strip().lower()

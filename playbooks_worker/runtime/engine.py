@@ -22,6 +22,7 @@ from playbooks_worker.program.model import AgentDef, PlaybookDef, Program
 from playbooks_worker.runtime.agent import Agent, call_site_of
 from playbooks_worker.runtime.callpath import Frame, current_frame
 from playbooks_worker.runtime.journal import Journal
+from playbooks_worker.runtime.mailbox import Mailboxes
 from playbooks_worker.runtime.namespace import build_namespace, code_filename
 
 
@@ -94,7 +95,8 @@ class Runtime:
         self.next_seq = next_seq
         self.agents: dict[str, Agent] = {}
         self.python_playbooks: dict[str, dict[str, Any]] = {}
-        self.mailboxes: dict[str, asyncio.Queue[tuple[str, str]]] = {}
+        self.mailboxes = Mailboxes()
+        self.mailboxes.rebuild([r for saved in self.journals.values() for r in saved.records])
         self.background: list[asyncio.Task[Any]] = []
         # compiled filename -> (name shown to users, source lines)
         self.files: dict[str, tuple[str, list[str]]] = {}
@@ -154,13 +156,17 @@ class Runtime:
     async def read_input(self, agent: Agent) -> str:
         return await self.io.read_input(agent)
 
-    async def send(self, sender: Agent, target: str, text: str) -> None:
+    async def send(self, sender: Agent, target: str, text: str) -> dict[str, str]:
+        """Deliver a message; it is the sender's record, and its id (the send's call path) never changes."""
         recipient = self._resolve(target)
-        await self._mailbox(recipient.id).put((sender.id, text))
+        message = {"id": f"{sender.id}:{current_frame.get().path}", "from": sender.id, "from_klass": sender.klass,
+                   "to": recipient.id, "text": text}
+        self.mailboxes.put(message)
+        self.io.deliver({"type": "message", **message})
+        return message
 
-    async def receive(self, agent: Agent, source: str) -> str:
-        _sender, text = await self._mailbox(agent.id).get()
-        return text
+    async def receive(self, agent: Agent, source: str) -> dict[str, str]:
+        return await self.mailboxes.take(agent.id, source)
 
     def agent_class_proxy(self, klass: str) -> Any:
         return _AgentClass(self, klass)
@@ -208,7 +214,10 @@ class Runtime:
         build_namespace(agent)
         for key, value in kwargs.items():
             agent.state._values[key] = value
-        begins = [p for p in agent.definition.playbooks.values() if p.is_begin]
+        playbooks = list(agent.definition.playbooks.values())
+        # A created agent runs its begin playbooks; with none, its first `##` playbook (Main if it has one).
+        begins = [p for p in playbooks if p.is_begin] or [p for p in playbooks if p.name == "Main"] or [
+            p for p in playbooks if p.kind != "python"][:1]
         if begins:
             self.background.append(asyncio.ensure_future(self._main(agent, begins, {})))
 
@@ -222,11 +231,6 @@ class Runtime:
             if agent.klass == spec:
                 return agent
         raise PlaybooksError(f"no agent {target!r} in this run (agents: {', '.join(self.agents)})")
-
-    def _mailbox(self, agent_id: str) -> asyncio.Queue[tuple[str, str]]:
-        if agent_id not in self.mailboxes:
-            self.mailboxes[agent_id] = asyncio.Queue()
-        return self.mailboxes[agent_id]
 
     # -- the run ---------------------------------------------------------------------------------------
 
@@ -247,16 +251,32 @@ class Runtime:
         for i, (agent, playbooks) in enumerate(started):
             mains.append(asyncio.ensure_future(self._main(agent, playbooks, args if i == 0 else {})))
         try:
-            results = await asyncio.gather(*mains)
-            while self.background:
-                pending, self.background = self.background, []
-                await asyncio.gather(*pending)
+            await self._until_done(mains)
         except ProgramEnd:
             return None
         finally:
             for task in [*mains, *self.background]:
                 task.cancel()
-        return results[0] if results else None
+        return mains[0].result() if mains and mains[0].done() else None
+
+    async def _until_done(self, mains: list[asyncio.Future[Any]]) -> None:
+        """Until every agent's task finished, or all that remain wait for messages no one can send."""
+        woken = asyncio.Event()
+        self.mailboxes.on_block = woken
+        while True:
+            tasks = [*mains, *self.background]
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            running = [t for t in tasks if not t.done()]
+            if not running or self.mailboxes.quiescent(len(running)):
+                return
+            woken.clear()
+            waiter = asyncio.ensure_future(woken.wait())
+            try:
+                await asyncio.wait([*running, waiter], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
 
     async def _main(self, agent: Agent, playbooks: list[PlaybookDef], args: dict[str, Any] | None) -> Any:
         current_frame.set(Frame(""))  # this task's root: top-level calls get paths 1, 2, 3…

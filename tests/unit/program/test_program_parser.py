@@ -455,3 +455,15 @@ def test_entry_point_falls_back_to_main_then_the_first_playbook(load: Load) -> N
     assert [(a.name, p.name) for a, p in program.entry_points()] == [("Second", "Main")]
     program = load("# User:Human\n## Chat\n\n# First\n## Alpha\n## Beta\n")
     assert [(a.name, p.name) for a, p in program.entry_points()] == [("First", "Alpha")]
+
+
+def test_a_code_playbook_may_follow_its_triggers(tmp_path) -> None:
+    from playbooks_worker.program import parse_text
+
+    program = parse_text(
+        "# A\n\n## Main\n### Triggers\n- At the beginning\n\n```python\nawait Say('user', 'hi')\n```\n",
+        tmp_path / "a.pb",
+    )
+    main = program.agents[0].playbooks["Main"]
+    assert main.kind == "code" and main.is_begin
+    assert main.code is not None and main.code.location.line == 8
