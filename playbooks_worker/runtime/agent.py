@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from playbooks_worker.errors import InputUnavailable, PlaybookReturn
-from playbooks_worker.runtime.callpath import Frame, current_frame, current_writes
+from playbooks_worker.runtime.callpath import Frame, current_agent, current_frame, current_writes, merge_writes
 from playbooks_worker.runtime.digest import digest_args
 from playbooks_worker.runtime.journal import Journal
 from playbooks_worker.runtime.state import AgentState
@@ -46,7 +46,7 @@ class Agent:
         self.id = agent_id
         self.klass = definition.name
         self.journal = journal
-        self.state = AgentState()
+        self.state = AgentState(owner=agent_id)
         self.namespace: dict[str, Any] = {}
         self.current_step: str | None = None
         self.proxy = AgentProxy(self)
@@ -92,7 +92,7 @@ class Agent:
         await asyncio.sleep(0)
         if self.runtime.stop_reason is not None:
             raise self.runtime.stop_reason()
-        writes: dict[str, Any] = {}
+        writes: dict[str, dict[str, Any]] = {}
         frame_token = current_frame.set(Frame(path))
         writes_token = current_writes.set(writes)
         started = time.time()
@@ -145,8 +145,13 @@ class Agent:
         return result
 
     def _replay(self, record: dict[str, Any]) -> Any:
-        if record["state_writes"]:
-            self.state.apply(record["state_writes"])
+        writes = record["state_writes"]
+        if writes:
+            for owner, values in writes.items():
+                target = self.runtime.agents.get(owner)
+                if target is not None:
+                    target.state.apply(values)
+            self._pass_up(writes)
         self.runtime.on_checkpoint(self, record, replayed=True)
         error = record["error"]
         if error is not None:
@@ -154,11 +159,12 @@ class Agent:
             raise error
         return record["result"]
 
-    def _pass_up(self, writes: dict[str, Any]) -> None:
+    def _pass_up(self, writes: dict[str, dict[str, Any]]) -> None:
+        """An enclosing live leaf's record must carry the writes made inside it too."""
         if writes:
             outer = current_writes.get()
             if outer is not None:
-                outer.update(writes)
+                merge_writes(outer, writes)
 
     def composite(self, run: Callable[[], Awaitable[Any]]) -> Coroutine[Any, Any, Any]:
         path = current_frame.get().child()
@@ -222,9 +228,13 @@ class AgentProxy:
         return self._agent.idempotency_key
 
     def __getattr__(self, name: str) -> Any:
-        value = self._agent.namespace.get(name)
+        agent = self._agent
+        value = agent.namespace.get(name)
         if value is None or not callable(value):
-            raise AttributeError(f"agent {self._agent.klass} has no playbook or builtin {name!r}")
+            raise AttributeError(f"agent {agent.klass} has no playbook or builtin {name!r}")
+        caller = current_agent.get()
+        if caller is not None and caller is not agent and name in agent.definition.playbooks:
+            return agent.runtime.call_between(caller, agent, name)
         return value
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -32,5 +32,14 @@ SETUP_PATH = "0"  # calls made while an agent's ```python blocks are first execu
 
 current_frame: ContextVar[Frame] = ContextVar("playbooks_current_frame")
 
-# The state writes made inside the innermost live leaf, so its record can carry them (None outside leaves).
-current_writes: ContextVar[dict[str, Any] | None] = ContextVar("playbooks_current_writes", default=None)
+# The state writes made inside the innermost live leaf, so its record can carry them (None outside leaves):
+# agent id -> variable -> value. Keyed by agent because a call to another agent's playbook writes its state.
+current_writes: ContextVar[dict[str, dict[str, Any]] | None] = ContextVar("playbooks_current_writes", default=None)
+
+# The agent whose code is running in this task: a call through another agent's proxy is a call between agents.
+current_agent: ContextVar[Any] = ContextVar("playbooks_current_agent", default=None)
+
+
+def merge_writes(outer: dict[str, dict[str, Any]], inner: dict[str, dict[str, Any]]) -> None:
+    for owner, values in inner.items():
+        outer.setdefault(owner, {}).update(values)

@@ -8,6 +8,7 @@ tests all drive it the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sys
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from playbooks_worker.checkpoints.provider import CheckpointProvider
 from playbooks_worker.errors import PlaybooksError, ProgramEnd
 from playbooks_worker.program.model import AgentDef, PlaybookDef, Program
 from playbooks_worker.runtime.agent import Agent, call_site_of
-from playbooks_worker.runtime.callpath import Frame, current_frame
+from playbooks_worker.runtime.callpath import Frame, current_agent, current_frame
 from playbooks_worker.runtime.journal import Journal
 from playbooks_worker.runtime.mailbox import Mailboxes
 from playbooks_worker.runtime.namespace import build_namespace, code_filename
@@ -168,6 +169,27 @@ class Runtime:
     async def receive(self, agent: Agent, source: str) -> dict[str, str]:
         return await self.mailboxes.take(agent.id, source)
 
+    def call_between(self, caller: Agent, callee: Agent, name: str) -> Callable[..., Any]:
+        """`await other.GetTaxRate(x)`: a leaf of the caller (its result recorded in the caller's journal),
+        running the callee's playbook on the callee's state. The callee's own calls inside it are journaled by
+        the callee under a path named after the caller's call, so they never collide with its own paths."""
+        function = callee.namespace[name]
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            async def live() -> Any:
+                agent_token = current_agent.set(callee)
+                frame_token = current_frame.set(Frame(f"{caller.id}/{current_frame.get().path}"))
+                try:
+                    return await function(*args, **kwargs)
+                finally:
+                    current_frame.reset(frame_token)
+                    current_agent.reset(agent_token)
+
+            return caller.leaf("agent_call", f"{callee.klass}.{name}", args, kwargs, live)
+
+        call.__name__ = name
+        return call
+
     def agent_class_proxy(self, klass: str) -> Any:
         return _AgentClass(self, klass)
 
@@ -215,9 +237,10 @@ class Runtime:
         for key, value in kwargs.items():
             agent.state._values[key] = value
         playbooks = list(agent.definition.playbooks.values())
-        # A created agent runs its begin playbooks; with none, its first `##` playbook (Main if it has one).
+        # A created agent runs its begin playbooks; with none, Main, or its first `##` playbook that needs no
+        # arguments; with none of those it only serves calls and messages.
         begins = [p for p in playbooks if p.is_begin] or [p for p in playbooks if p.name == "Main"] or [
-            p for p in playbooks if p.kind != "python"][:1]
+            p for p in playbooks if p.kind != "python" and all(q.default is not None for q in p.params)][:1]
         if begins:
             self.background.append(asyncio.ensure_future(self._main(agent, begins, {})))
 
@@ -257,7 +280,16 @@ class Runtime:
         finally:
             for task in [*mains, *self.background]:
                 task.cancel()
+            await self.close_llm()
         return mains[0].result() if mains and mains[0].done() else None
+
+    async def close_llm(self) -> None:
+        """Close the LLM provider's pooled connections while this run's event loop still runs."""
+        llm, self._llm = self._llm, None
+        close = getattr(llm, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
 
     async def _until_done(self, mains: list[asyncio.Future[Any]]) -> None:
         """Until every agent's task finished, or all that remain wait for messages no one can send."""
@@ -280,6 +312,7 @@ class Runtime:
 
     async def _main(self, agent: Agent, playbooks: list[PlaybookDef], args: dict[str, Any] | None) -> Any:
         current_frame.set(Frame(""))  # this task's root: top-level calls get paths 1, 2, 3…
+        current_agent.set(agent)
         result = None
         for i, playbook in enumerate(playbooks):
             function = agent.namespace.get(playbook.name)
@@ -298,6 +331,26 @@ class _AgentClass:
     def __init__(self, runtime: Runtime, klass: str) -> None:
         self._runtime = runtime
         self._klass = klass
+
+    def get_or_create(self, requester: Any = None, **kwargs: Any) -> Any:
+        """An agent of this class: the first one in the run, or a new one (journaled: same answer on replay)."""
+        runtime, klass = self._runtime, self._klass
+        agent = current_agent.get()
+        if agent is None:
+            raise PlaybooksError(f"{klass}.get_or_create() must be called from playbook code")
+
+        async def find_or_create() -> str:
+            for existing in runtime.agents.values():
+                if existing.klass == klass:
+                    return existing.id
+            return runtime.create_agent(klass, kwargs).id
+
+        leaf = agent.leaf("create_agent", klass, (), kwargs, find_or_create)
+
+        async def proxy() -> Any:
+            return runtime.ensure_agent(await leaf, klass, kwargs).proxy
+
+        return proxy()
 
     def __repr__(self) -> str:
         return f"<agent class {self._klass}>"

@@ -50,6 +50,7 @@ class Journal:
         self.last: dict[str, Any] | None = records[-1] if records else None
         self.live = not records  # becomes True at the first call the journal has no record for
         self.on_live: Callable[[Journal], None] | None = None
+        self.reasked: set[str] = set()  # paths of LLM calls asked again after a crash cut their answer off
 
     def lookup(self, path: str, kind: str, name: str, digest: str, describe: Callable[[], str],
                site: tuple[str, int]) -> dict[str, Any] | None:
@@ -63,6 +64,11 @@ class Journal:
             return None
         meta = record["metadata"]
         if meta["kind"] != kind or meta["name"] != name or meta["digest"] != digest:
+            reasked = next((p for p in self.reasked if path.startswith(p + ".")), None)
+            if reasked is not None:
+                # The model, asked again, answered differently from here on: the rest runs live.
+                self.drop_under(reasked)
+                return None
             raise Divergence(
                 checkpoint_id=record["checkpoint_id"],
                 seq=meta["seq"],
@@ -73,9 +79,21 @@ class Journal:
         self.replayed += 1
         return record
 
+    def reask(self, path: str) -> None:
+        """The LLM call at `path` has no record but calls under it do: its answer was cut off by a crash, and
+        it is about to be asked again. The new answer's calls replay those records while they match (a Say
+        is not said twice, a question not asked twice); from the first that differs, they run live."""
+        if any(k.startswith(path + ".") for k in self.by_path):
+            self.reasked.add(path)
+
+    def settle(self, path: str) -> None:
+        """The call at `path` was answered: records under it that its answer did not reach are forgotten."""
+        if path in self.reasked:
+            self.reasked.discard(path)
+            self.drop_under(path)
+
     def drop_under(self, path: str) -> None:
-        """Forget the records of calls made under `path`: they came from an LLM response whose stream was cut
-        off, and the call that is about to be made again will answer differently."""
+        """Forget the records of calls made under `path` (left by an answer that was cut off)."""
         prefix = path + "."
         for key in [k for k in self.by_path if k.startswith(prefix)]:
             del self.by_path[key]

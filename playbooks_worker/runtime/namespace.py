@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from playbooks_worker.errors import ProgramError
 from playbooks_worker.program.model import CodeBlock, PlaybookDef
 from playbooks_worker.runtime.builtins import make_builtins
-from playbooks_worker.runtime.callpath import SETUP_PATH, Frame, current_frame
+from playbooks_worker.runtime.callpath import SETUP_PATH, Frame, current_agent, current_frame
 from playbooks_worker.runtime.determinism import make_import
 
 if TYPE_CHECKING:
@@ -86,10 +86,12 @@ def build_namespace(agent: Agent) -> None:
             ns[playbook.name] = _llm_caller(agent, playbook)
 
     token = current_frame.set(Frame(SETUP_PATH))
+    agent_token = current_agent.set(agent)
     try:
         for block in agent.definition.code_blocks:
             exec(compile(_parse(block), code_filename(block.location.file), "exec"), ns)
     finally:
+        current_agent.reset(agent_token)
         current_frame.reset(token)
 
 

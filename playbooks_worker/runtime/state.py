@@ -22,10 +22,11 @@ class AgentState:
     """Attribute-style variables. Mutating a value in place (`state.items.append(x)`) inside a tool is not
     tracked; assign it (`state.items = items + [x]`) so the write is journaled with the tool's result."""
 
-    __slots__ = ("_values",)
+    __slots__ = ("_owner", "_values")
 
-    def __init__(self, values: dict[str, Any] | None = None) -> None:
+    def __init__(self, values: dict[str, Any] | None = None, owner: str = "") -> None:
         object.__setattr__(self, "_values", dict(values or {}))
+        object.__setattr__(self, "_owner", owner)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -37,7 +38,7 @@ class AgentState:
         self._values[name] = value
         writes = current_writes.get()
         if writes is not None:
-            writes[name] = value
+            writes.setdefault(self._owner, {})[name] = value
 
     def __delattr__(self, name: str) -> None:
         if name not in self._values:
@@ -45,7 +46,7 @@ class AgentState:
         del self._values[name]
         writes = current_writes.get()
         if writes is not None:
-            writes[name] = DELETED
+            writes.setdefault(self._owner, {})[name] = DELETED
 
     __getitem__ = __getattr__
     __setitem__ = __setattr__
@@ -57,15 +58,12 @@ class AgentState:
         return self._values.get(name, default)
 
     def apply(self, writes: dict[str, Any]) -> None:
-        """Replay recorded writes (and pass them up to an enclosing live tool's record)."""
+        """Replay recorded writes of this agent's variables."""
         for name, value in writes.items():
             if value is DELETED or isinstance(value, _Deleted):
                 self._values.pop(name, None)
             else:
                 self._values[name] = value
-        outer = current_writes.get()
-        if outer is not None:
-            outer.update(writes)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self._values)
