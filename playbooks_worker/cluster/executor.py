@@ -115,12 +115,19 @@ class ClusterRunner(Runner):
     def _save(self, run: RunRecord) -> None:
         try:
             self.store.save(run)
-        except Fenced:
+        except Fenced as exc:
+            self.fenced = exc
             log.warning("run %s: not saved, another worker owns it now", run.run_id)
 
     async def execute(self, program: Program, run: RunRecord) -> RunOutcome:
+        self.fenced: Fenced | None = None
         cutoff = run.failed_seq - 1 if run.failed_seq else None
-        return await self._execute(program, run, cutoff=cutoff, changed=run.program_digest != program.digest)
+        outcome = await self._execute(program, run, cutoff=cutoff, changed=run.program_digest != program.digest)
+        if self.fenced is not None and outcome.status != "fenced":
+            # Taken over after its last checkpoint but before it recorded how the attempt ended: the run is
+            # the new owner's now, and so is announcing its end (else the stream would end twice).
+            return RunOutcome(run, "fenced", error=self.fenced)
+        return outcome
 
 
 def failure_lines(error: BaseException | None, program: Program | None) -> list[str]:
@@ -181,7 +188,10 @@ class Executor:
             if key in self._programs:
                 self._programs.move_to_end(key)
                 return self._programs[key]
-        program = parse_sources(run.program, run.sources, run.program_display or Path(run.program).name)
+        # Named by its absolute path, not as the user typed it on the client (`blah.pb`): code is compiled under
+        # its name resolved against the cwd, and this worker's cwd is not the client's. Named `blah.pb`, no
+        # frame would map back to the program: checkpoints would record no statement and no line.
+        program = parse_sources(run.program, run.sources, run.program)
         with self._programs_lock:
             self._programs[key] = program
             while len(self._programs) > 64:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 import re
 
+_COMPOUND = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.TryStar, ast.With, ast.AsyncWith,
+             ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Match)  # may go on past their last line
 _CONTINUATION = re.compile(r"^(else\b|elif\b|except\b|finally\b|case\b|[)\]}])")
 _DOLLAR = re.compile(r"\$([A-Za-z_]\w*)")
 
@@ -61,6 +63,15 @@ class CodeBuffer:
     def _boundary(self) -> int:
         """The largest k such that lines[done:k] is a run of complete statements (or `done` if none)."""
         lines = self.lines
+        if len(lines) > self.done:
+            # Every line received parses and the last statement is a simple one: nothing that follows can
+            # extend it, so it is complete now, not only when the next line arrives.
+            try:
+                body = ast.parse("\n".join(lines[self.done:])).body
+            except SyntaxError:
+                body = []
+            if body and not isinstance(body[-1], _COMPOUND):
+                return len(lines)
         for k in range(len(lines) - 1, self.done, -1):
             line = lines[k]
             if not line or line[0].isspace() or line.startswith("#") or _CONTINUATION.match(line):

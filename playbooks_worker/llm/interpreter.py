@@ -6,8 +6,9 @@ a response run in the frame of that call, so their own leaves (Say, tools, input
 - live, the response streams in and each statement runs as soon as it is complete; when the stream ends the
   response is recorded — the checkpoint that means "this call is paid for";
 - on replay, the recorded response's code runs again and its leaves replay from their records: no request;
-- a call whose stream was cut off by a crash has no record: it is requested once more, and the records its
-  partial code left are forgotten, since the new answer may differ.
+- a call whose stream was cut off by a crash has no record: it is requested once more. The records its
+  partial code left replay while the new answer's calls match them (a Say is not said twice), and are
+  forgotten from the first call that differs, since the new answer may differ.
 
 A statement that stops the run (waiting for input, handoff, EndProgram) lets the stream finish and the
 response be recorded first, so an answer arriving later does not cost the call again.
@@ -168,7 +169,8 @@ class LLMPlaybook:
             if meta["call_path"].rpartition(".")[0] == path:
                 result = "raised " + repr(record["error"]) if record["error"] is not None else (
                     "delivered" if meta["kind"] in ("say", "step") else stable_repr(record["result"]))
-                log.append(f"{meta.get('call') or meta['name']} → {result}")
+                call = f"Step({meta['name']!r})" if meta["kind"] == "step" else meta.get("call") or meta["name"]
+                log.append(f"{call} → {result}")
 
         agent.listeners.append(listen)
         try:
@@ -180,7 +182,7 @@ class LLMPlaybook:
                 response = record["result"]["response"]
                 await executor.feed(response)
                 return response, await executor.finish(), log
-            agent.journal.drop_under(path)
+            agent.journal.reask(path)
             if runtime.replay_only:
                 from playbooks_worker.runtime.agent import ReplayExhausted
 
@@ -193,6 +195,7 @@ class LLMPlaybook:
             started = time.time()
             answer: LLMResponse = await runtime.llm().complete(request, on_text=executor.feed)
             outcome = await executor.finish()
+            agent.journal.settle(path)
             record = agent.journal.append(path, "llm", self.playbook.name, digest, site, result=answer.to_record(),
                                           started=started, call=label, statement=label)
             runtime.on_checkpoint(agent, record, replayed=False)

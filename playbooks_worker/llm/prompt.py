@@ -6,6 +6,7 @@ so on resume the same messages are built and their digest matches the recorded c
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 import reprlib
@@ -29,16 +30,56 @@ Plain Python works too (variables, loops, f-strings). Write `self.Step(...)` or 
 If the steps are all done, call `await Return(...)`. If you need the user's answer before going on, stop
 your code right after the `await Yield("user")`: you will be called again with what happened."""
 
-_short = reprlib.Repr()
-_short.maxstring = 200
-_short.maxother = 200
-_short.maxlist = 20
-_short.maxdict = 20
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
+class _StableRepr(reprlib.Repr):
+    """reprlib, short, and the same in every process: sets in a fixed order even when their elements do not
+    sort (`{1, 'a', None}`), dataclasses field by field (their own repr would print a set field in hash
+    order), and no memory addresses (removed before a long repr is cut, so no half address remains)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 200
+        self.maxlist = self.maxdict = self.maxset = self.maxfrozenset = 20
+
+    def _ordered(self, items: Any) -> list[Any]:
+        try:
+            return sorted(items)
+        except TypeError:
+            return sorted(items, key=lambda v: (type(v).__name__, _ADDRESS.sub("", repr(v))))
+
+    def repr_set(self, x: Any, level: int) -> str:
+        return self._repr_iterable(self._ordered(x), level, "{", "}", self.maxset) if x else "set()"
+
+    def repr_frozenset(self, x: Any, level: int) -> str:
+        if not x:
+            return "frozenset()"
+        return self._repr_iterable(self._ordered(x), level, "frozenset({", "})", self.maxfrozenset)
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            if level <= 0:
+                return f"{type(x).__name__}(...)"
+            fields = ", ".join(f"{f.name}={self.repr1(getattr(x, f.name, None), level - 1)}"
+                               for f in dataclasses.fields(x) if f.repr)
+            text = f"{type(x).__name__}({fields})"
+        else:
+            try:
+                text = _ADDRESS.sub("", repr(x))
+            except Exception:
+                text = f"<{type(x).__name__} instance>"
+        if len(text) > self.maxother:
+            i = max(0, (self.maxother - 3) // 2)
+            text = text[:i] + self.fillvalue + text[len(text) - max(0, self.maxother - 3 - i):]
+        return text
+
+
+_short = _StableRepr()
+
+
 def stable_repr(value: Any) -> str:
-    """A repr that is the same in every process: sorted sets and dicts (reprlib), no memory addresses."""
+    """A repr that is the same in every process: sorted sets and dicts, no memory addresses."""
     return _ADDRESS.sub("", _short.repr(value))
 
 
@@ -69,13 +110,22 @@ def render_callables(agent: AgentDef, namespace: dict[str, Any], python_playbook
     for playbook in agent.playbooks.values():
         if playbook.kind == "python":
             function = getattr(python_playbooks.get(playbook.name), "__wrapped__", None)
-            signature = f"{playbook.name}{inspect.signature(function)}" if function else playbook.signature
+            signature = f"{playbook.name}{_signature(function)}" if function else playbook.signature
         else:
             params = ", ".join(p.name + (f": {p.annotation}" if p.annotation else "") for p in playbook.params)
             signature = f"{playbook.name}({params})" + (f" -> {playbook.returns}" if playbook.returns else "")
         doc = " ".join((playbook.description or "").split())[:200]
         lines.append(f"async def {signature}:  # {doc}" if doc else f"async def {signature}: ...")
     return "\n".join(lines)
+
+
+def _signature(function: Any) -> inspect.Signature:
+    # Program code is compiled with string annotations (PEP 563): evaluate them, so the model reads
+    # `n: int`, not `n: 'int'`; as written when they name something that does not exist.
+    try:
+        return inspect.signature(function, eval_str=True)
+    except Exception:
+        return inspect.signature(function)
 
 
 def first_turn(agent: AgentDef, playbook: PlaybookDef, call: str, callables: str, state: dict[str, Any]) -> str:
