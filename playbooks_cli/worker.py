@@ -39,10 +39,14 @@ def worker(concurrency: int, queues: str | None, loglevel: str, pool: str, hostn
               'generate one: export PLAYBOOKS_SECRET_KEY=$(python -c "import secrets; print(secrets.token_hex(32))")')
     if not settings.cluster_mode:
         abort("no broker configured", "set [cluster] broker_url, PLAYBOOKS_BROKER_URL or --broker")
+    from playbooks_worker.checkpoints.signing import load_secret_key
+
+    load_secret_key(create=False)  # a key that cannot sign would fail every task after acking it: refuse now
 
     from playbooks_worker.cluster.app import app_for, configure
-    from playbooks_worker.cluster.connection import check_reachable
+    from playbooks_worker.cluster.connection import check_reachable, size_pool
 
+    size_pool(concurrency if pool == "threads" else 1)
     check_reachable(settings)
     configure(settings)
     app = app_for(settings)

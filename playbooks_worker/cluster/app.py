@@ -90,7 +90,16 @@ def enqueue_run(run_id: str, settings: Settings) -> None:
 
 @signals.worker_init.connect
 def _refuse_without_key(**_: Any) -> None:
-    if not os.environ.get("PLAYBOOKS_SECRET_KEY"):
+    if os.environ.get("PLAYBOOKS_SECRET_KEY"):
+        from playbooks_worker.checkpoints.signing import load_secret_key
+        from playbooks_worker.errors import SecretKeyError
+
+        try:
+            load_secret_key(create=False)
+        except SecretKeyError as exc:
+            sys.stderr.write(f"❌ {exc.message}\n")
+            sys.exit(2)
+    else:
         sys.stderr.write(
             "❌ workers need PLAYBOOKS_SECRET_KEY (the HMAC key that signs checkpoints; the same on every worker "
             "and client)\n   generate one: export PLAYBOOKS_SECRET_KEY=$(python -c \"import secrets; "

@@ -22,11 +22,26 @@ def store_url(settings: Settings) -> str:
     return url
 
 
+# Connections per process. A worker runs up to --concurrency runs at once, each making its own calls, plus its
+# heartbeat and reaper: the worker raises this to fit before anything connects (`size_pool`).
+_pool_size = 64
+
+
+def size_pool(concurrent_users: int) -> None:
+    global _pool_size
+    _pool_size = max(_pool_size, concurrent_users + 16)
+
+
 @functools.lru_cache(maxsize=8)
 def _client(url: str) -> redis.Redis:
     try:
-        # A bounded socket timeout: a partitioned server must fail a call (and lose the lease), not hang it.
-        return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=15)
+        # A blocking pool: a burst of runs waits for a free connection instead of failing with "Too many
+        # connections". A bounded socket timeout: a partitioned server must fail a call (and lose the lease),
+        # not hang it.
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=_pool_size, timeout=30, socket_timeout=10, socket_connect_timeout=5,
+            health_check_interval=15)
+        return redis.Redis(connection_pool=pool)
     except ValueError as exc:
         raise ConfigError(f"[cluster] {redact_url(url)} is not a Redis URL: {exc}",
                           hint="use redis://[:password@]host:port/db or rediss:// for TLS") from None

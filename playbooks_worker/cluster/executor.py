@@ -112,6 +112,10 @@ class ClusterRunner(Runner):
 
             runtime.stop_reason = Handoff
 
+    def _prune(self, finished: RunRecord) -> None:
+        """Finished runs in Redis expire after [cluster] finished_ttl_s instead: finding the program's older
+        runs after every success would cost more than a short run itself."""
+
     def _save(self, run: RunRecord) -> None:
         try:
             self.store.save(run)

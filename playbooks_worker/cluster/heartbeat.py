@@ -4,10 +4,13 @@
   is gone — taken over, or expired while the process was paused — is told to stop at its next await, fenced),
   passes on cancels, notices that this process is draining (SIGTERM: hand every run off), and records the
   worker in `P:workers`.
-- Reaper, every `lease_seconds / 6` (at most 0.5 s): re-enqueues running runs whose lease expired — their
-  worker died or was cut off — so another worker resumes them within seconds, not after Celery's one-hour
-  visibility timeout; and expires at once the lease of a run whose holder was a process on this host that
-  no longer exists (a killed pool process), rather than waiting out the TTL.
+- Reaper, every 0.1 s: re-enqueues running runs whose lease expired — their worker died or was cut off — so
+  another worker resumes them within seconds, not after Celery's one-hour visibility timeout. It reads only
+  the expired entries of the deadline index `P:leases`, so a pass costs the same with 10 or 10,000 runs.
+- Sweep, every second: the full scan of active runs, for what the index cannot tell — the lease of a run whose
+  holder was a process on this host that no longer exists (a killed pool process) is expired at once rather
+  than waiting out the TTL, and a run left queued with no task message (a task that failed before it owned
+  the run) is enqueued again after `STALE_QUEUED_S`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("playbooks_worker.cluster")
 
+STALE_QUEUED_S = 30.0  # a queued run not picked up for this long gets another task message (duplicates drop)
 _started_in: set[int] = set()
 _lock = threading.Lock()
 
@@ -40,8 +44,9 @@ def start_background(executor: Executor) -> None:
     interval = executor.settings.cluster.lease_seconds
     threading.Thread(target=_loop, args=(heartbeat, executor, interval / 4), name="pbw-heartbeat",
                      daemon=True).start()
-    threading.Thread(target=_loop, args=(reap, executor, min(0.5, interval / 6)), name="pbw-reaper",
+    threading.Thread(target=_loop, args=(reap, executor, min(0.1, interval / 10)), name="pbw-reaper",
                      daemon=True).start()
+    threading.Thread(target=_loop, args=(sweep, executor, 1.0), name="pbw-sweep", daemon=True).start()
 
 
 def _loop(step: object, executor: Executor, every_s: float) -> None:
@@ -75,30 +80,76 @@ def heartbeat(executor: Executor) -> None:
 
 
 def reap(executor: Executor) -> None:
+    """Runs whose lease deadline passed: re-enqueue each whose lease key is really gone."""
+    client, keys = executor.client, executor.keys
+    expired = client.zrangebyscore(keys.leases, "-inf", round(time.time() * 1000), start=0, num=100)
+    for raw in expired:
+        run_id = raw.decode() if isinstance(raw, bytes) else raw
+        if reap_one(executor, run_id, expected_lease=None):
+            client.zrem(keys.leases, run_id)
+        elif client.hget(keys.run(run_id), "state") != b"running":
+            client.zrem(keys.leases, run_id)  # finished or moved on: nothing to watch
+
+
+_sweeps = 0
+HOUSEKEEPING_EVERY = 60  # sweeps between tidying the indexes that only grow: workers ever seen, runs ever made
+WORKER_FORGOTTEN_S = 3600.0
+
+
+def housekeeping(executor: Executor) -> None:
+    """Forget workers not seen for an hour, and index entries of runs whose keys expired."""
+    client, keys = executor.client, executor.keys
+    now = time.time()
+    for owner, raw in client.hgetall(keys.workers).items():
+        try:
+            seen = float(json.loads(raw).get("seen_at", 0))
+        except (ValueError, TypeError):
+            seen = 0.0
+        if now - seen > WORKER_FORGOTTEN_S:
+            client.hdel(keys.workers, owner)
+    oldest = client.zrange(keys.runs, 0, 99)
+    if oldest:
+        pipe = client.pipeline(transaction=False)
+        for run_id in oldest:
+            pipe.exists(keys.run(run_id.decode() if isinstance(run_id, bytes) else run_id))
+        gone = [r for r, exists in zip(oldest, pipe.execute(), strict=True) if not exists]
+        if gone:
+            client.zrem(keys.runs, *gone)
+
+
+def sweep(executor: Executor) -> None:
+    global _sweeps
+    _sweeps += 1
+    if _sweeps % HOUSEKEEPING_EVERY == 1:
+        housekeeping(executor)
     client, keys = executor.client, executor.keys
     active = [r.decode() if isinstance(r, bytes) else r for r in client.smembers(keys.active)]
     if not active:
         return
     pipe = client.pipeline(transaction=False)
     for run_id in active:
-        pipe.hget(keys.run(run_id), "state")
+        pipe.hmget(keys.run(run_id), "state", "queued_at")
         pipe.get(keys.lease(run_id))
+    pipe.time()
     replies = pipe.execute()
+    seconds, micros = replies[-1]
+    now_ms = seconds * 1000 + micros // 1000
     host = socket.gethostname()
     for i, run_id in enumerate(active):
-        state, lease = replies[2 * i], replies[2 * i + 1]
+        (state, queued_at), lease = replies[2 * i], replies[2 * i + 1]
         if state is None:
             client.srem(keys.active, run_id)  # expired or deleted
-            continue
-        if state != b"running":
-            continue
-        if lease is None:
-            reap_one(executor, run_id, expected_lease=None)
-            continue
-        owner = lease.decode().split(" ")[0]
-        owner_host, _, pid = owner.rpartition(":")
-        if owner_host == host and pid.isdigit() and not process_alive(int(pid)):
-            reap_one(executor, run_id, expected_lease=lease.decode())
+        elif state == b"queued" and queued_at and now_ms - int(queued_at) > STALE_QUEUED_S * 1000:
+            if client.set(keys.requeue(run_id), "1", nx=True, px=round(STALE_QUEUED_S * 1000)):
+                client.hset(keys.run(run_id), "queued_at", now_ms)
+                executor.enqueue(run_id)
+        elif state == b"running" and lease is None:
+            reap_one(executor, run_id, expected_lease=None)  # expired with no index entry (older worker)
+        elif state == b"running" and lease is not None:
+            owner = lease.decode().split(" ")[0]
+            owner_host, _, pid = owner.rpartition(":")
+            if owner_host == host and pid.isdigit() and not process_alive(int(pid)):
+                reap_one(executor, run_id, expected_lease=lease.decode())
 
 
 def reap_one(executor: Executor, run_id: str, *, expected_lease: str | None, enqueue: bool = True) -> bool:

@@ -3,7 +3,8 @@
 `{R}` is the run id written as a Redis Cluster hash tag, so all keys of one run live in one slot and a Lua
 script may touch several of them. `P` is the key prefix (`[cluster] key_prefix`, default `pbw`).
 
-    P:{R}:run             string  JSON run record (program sources included). TTL `finished_ttl_s` once finished
+    P:{R}:run             hash    json (the run record, program sources included), state, queued_at, failovers,
+                                  cancel. TTL `finished_ttl_s` once finished
     P:{R}:epoch           string  integer fencing epoch; INCR on every acquisition. Same TTL
     P:{R}:lease           string  "<owner> <epoch>", PX = lease_seconds; renewed by the owner's heartbeat
     P:{R}:agents          set     agent ids of the run. Same TTL
@@ -14,6 +15,7 @@ script may touch several of them. `P` is the key prefix (`[cluster] key_prefix`,
     P:runs                zset    run id -> created_at: every run, for `playbooks runs`
     P:runs:active         set     runs queued, running or waiting: what reapers scan
     P:workers             hash    worker id -> JSON heartbeat (host, pid, runs, seen_at)
+    P:leases              zset    run id -> when its lease runs out (ms): reapers read only the expired ones
     P:draining:{W}        string  set (TTL 1 h) when worker process W is shutting down: hand its runs off
 
 Celery's own keys (the queue list, `unacked`, bindings) live under the `P-celery:` global key prefix, apart
@@ -71,6 +73,10 @@ class Keys:
     @property
     def active(self) -> str:
         return f"{self.prefix}:runs:active"
+
+    @property
+    def leases(self) -> str:
+        return f"{self.prefix}:leases"
 
     @property
     def workers(self) -> str:

@@ -60,6 +60,10 @@ SAVE_RUN = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 if ARGV[3] == 'waiting' and redis.call('LLEN', KEYS[4]) > 0 then return -2 end
 redis.call('HSET', KEYS[1], 'json', ARGV[2], 'state', ARGV[3])
+if ARGV[3] == 'queued' then
+  local now = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'queued_at', now[1] * 1000 + math.floor(now[2] / 1000))
+end
 if ARGV[5] == '1' then
   local lease = redis.call('GET', KEYS[3])
   if lease and string.sub(lease, -string.len(ARGV[1]) - 1) == ' ' .. ARGV[1] then redis.call('DEL', KEYS[3]) end
@@ -83,7 +87,8 @@ if not state then return -3 end
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('XADD', KEYS[3], '*', 'event', ARGV[2])
 if state == 'waiting' then
-  redis.call('HSET', KEYS[1], 'state', 'queued')
+  local now = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'state', 'queued', 'queued_at', now[1] * 1000 + math.floor(now[2] / 1000))
   return 1
 end
 return 0
@@ -117,7 +122,8 @@ if lease then
   redis.call('DEL', KEYS[2])
 end
 if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'queued')
+local now = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'state', 'queued', 'queued_at', now[1] * 1000 + math.floor(now[2] / 1000))
 redis.call('HINCRBY', KEYS[1], 'failovers', 1)
 redis.call('XADD', KEYS[4], '*', 'event', ARGV[2])
 return 1

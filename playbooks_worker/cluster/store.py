@@ -61,8 +61,10 @@ class RedisRunStore:
         created = self.client.hsetnx(k.run(run.run_id), "state", run.state)
         if not created:
             return False
+        seconds, micros = self.client.time()
         pipe = self.client.pipeline()
-        pipe.hset(k.run(run.run_id), "json", json.dumps(run.to_json(), default=repr))
+        pipe.hset(k.run(run.run_id), mapping={"json": json.dumps(run.to_json(), default=repr),
+                                              "queued_at": seconds * 1000 + micros // 1000})
         pipe.zadd(k.runs, {run.run_id: run.created_at})
         pipe.sadd(k.active, run.run_id)
         pipe.execute()
@@ -109,6 +111,8 @@ class RedisRunStore:
             self.owned.pop(run.run_id, None)
         if finished:
             self.client.srem(k.active, run.run_id)
+        if run.state != "running":
+            self.client.zrem(k.leases, run.run_id)
         if run.state == "queued" and self.enqueue is not None:
             self.enqueue(run.run_id)
 
@@ -148,7 +152,11 @@ class RedisRunStore:
             raise NotRunnable(f"run {run_id} is held by {_text(reply[1])} (a live lease)")
         ownership = Ownership(run_id, code, f"{self.owner} {code}")
         self.owned[run_id] = ownership
+        self.client.zadd(k.leases, {run_id: self._deadline_ms()})
         return ownership
+
+    def _deadline_ms(self) -> int:
+        return round(time.time() * 1000) + self.lease_ms
 
     def release(self, run_id: str) -> None:
         ownership = self.owned.pop(run_id, None)
@@ -172,7 +180,11 @@ class RedisRunStore:
         for ownership in owned:
             self.scripts.renew(keys=[self.keys.lease(ownership.run_id), self.keys.run(ownership.run_id)],
                                args=[ownership.lease_value, self.lease_ms], client=pipe)
-        for ownership, reply in zip(owned, pipe.execute(raise_on_error=False), strict=True):
+        # The reapers' index of deadlines: advisory (the lease key's TTL decides), so not in the script,
+        # whose keys must share the run's slot.
+        pipe.zadd(self.keys.leases, {o.run_id: self._deadline_ms() for o in owned})
+        replies = pipe.execute(raise_on_error=False)[: len(owned)]
+        for ownership, reply in zip(owned, replies, strict=True):
             if isinstance(reply, Exception) or ownership.stop is None:
                 continue
             if int(reply[0]) == 0:
