@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from playbooks_worker.checkpoints import split_checkpoint_id
-from playbooks_worker.errors import PlaybooksError, ProgramEnd
+from playbooks_worker.errors import Divergence, PlaybooksError, ProgramEnd
 from playbooks_worker.program import load_program, parse_sources
 from playbooks_worker.runner import Runner, run_id_of_agent
 from playbooks_worker.runs import valid_records
@@ -86,13 +86,17 @@ async def inspect_checkpoint(runner: Runner, ckpt_id: str) -> CheckpointView:
         kept = [r for r in valid_records(records, run.attempts) if r["metadata"]["seq"] <= cutoff]
         journals[other] = AgentJournal(kept, (records[-1]["metadata"]["counter"] + 1) if records else 1)
     runtime = Runtime(program, run_id=run.run_id, attempt=len(run.attempts) or 1, provider=runner.provider,
-                      io=_SilentIO(), journals=journals, next_seq=itertools.count(1).__next__, replay_only=True)
+                      io=_SilentIO(), journals=journals, next_seq=itertools.count(1).__next__, replay_only=True,
+                      settings=runner.settings)
     try:
         await runtime.run(run.args)
     except ReplayExhausted as stop:
         view.frames = stop.frames
     except ProgramEnd:
         pass
+    except Divergence as div:  # the program (or what its code reads) changed since the run
+        view.variables_error = (f"replay diverged at {div.checkpoint_id}: the journal recorded {div.expected}, "
+                                f"the program now calls {div.got}")
     except BaseException as exc:  # the program's own failure at this point is part of what it looked like
         if not isinstance(exc, Exception):
             raise

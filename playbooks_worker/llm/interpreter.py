@@ -160,7 +160,9 @@ class LLMPlaybook:
             raise PlaybooksError(f"agent {agent.id} made more than {settings.max_llm_calls} LLM calls in this run",
                                  hint="raise [llm] max_llm_calls if the program really needs more")
         site = (self.playbook.location.file, self.playbook.location.line)
-        digest = digest_args((settings.model, tuple((m["role"], m["content"]) for m in messages)))
+        # The conversation is the call's identity, not the model it was sent to: a resume after `[llm] model`
+        # changed replays the answers already paid for (and `inspect`, with its own settings, can replay them).
+        digest = digest_args(tuple((m["role"], m["content"]) for m in messages))
         filename = f"<llm {self.playbook.name} {agent.id} {path}>"
         log: list[str] = []
 

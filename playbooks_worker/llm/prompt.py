@@ -49,13 +49,21 @@ class _StableRepr(reprlib.Repr):
         except TypeError:
             return sorted(items, key=lambda v: (type(v).__name__, _ADDRESS.sub("", repr(v))))
 
+    def _items(self, items: list[Any], level: int, left: str, right: str, limit: int) -> str:
+        if level <= 0:
+            return f"{left}{self.fillvalue}{right}"
+        shown = [self.repr1(v, level - 1) for v in items[:limit]]
+        if len(items) > limit:
+            shown.append(self.fillvalue)
+        return left + ", ".join(shown) + right
+
     def repr_set(self, x: Any, level: int) -> str:
-        return self._repr_iterable(self._ordered(x), level, "{", "}", self.maxset) if x else "set()"
+        return self._items(self._ordered(x), level, "{", "}", self.maxset) if x else "set()"
 
     def repr_frozenset(self, x: Any, level: int) -> str:
         if not x:
             return "frozenset()"
-        return self._repr_iterable(self._ordered(x), level, "frozenset({", "})", self.maxfrozenset)
+        return self._items(self._ordered(x), level, "frozenset({", "})", self.maxfrozenset)
 
     def repr_instance(self, x: Any, level: int) -> str:
         if dataclasses.is_dataclass(x) and not isinstance(x, type):
@@ -83,10 +91,16 @@ def stable_repr(value: Any) -> str:
     return _ADDRESS.sub("", _short.repr(value))
 
 
+def _item(text: str, depth: int = 0) -> str:
+    """A markdown list item; the lines of a multi-line item indented under its first."""
+    indent = "  " * depth
+    return f"{indent}- " + text.replace("\n", f"\n{indent}  ")
+
+
 def render_steps(steps: list[StepDef], depth: int = 0) -> list[str]:
     lines = []
     for step in steps:
-        lines.append(f"{'  ' * depth}- {step.text}")
+        lines.append(_item(step.text, depth))
         lines.extend(render_steps(step.children, depth + 1))
     return lines
 
@@ -100,7 +114,7 @@ def render_playbook(playbook: PlaybookDef) -> str:
     if playbook.steps:
         parts.append("### Steps\n" + "\n".join(render_steps(playbook.steps)))
     if playbook.notes:
-        parts.append("### Notes\n" + "\n".join(f"- {n}" for n in playbook.notes))
+        parts.append("### Notes\n" + "\n".join(_item(n) for n in playbook.notes))
     return "\n\n".join(parts)
 
 

@@ -64,9 +64,10 @@ class Journal:
             return None
         meta = record["metadata"]
         if meta["kind"] != kind or meta["name"] != name or meta["digest"] != digest:
-            reasked = next((p for p in self.reasked if path.startswith(p + ".")), None)
+            reasked = max((p for p in self.reasked if path.startswith(p + ".")), key=len, default=None)
             if reasked is not None:
-                # The model, asked again, answered differently from here on: the rest runs live.
+                # The model, asked again, answered differently from here on: the rest of that answer (the
+                # innermost one re-asked, when a cut-off answer called another) runs live.
                 self.drop_under(reasked)
                 return None
             raise Divergence(

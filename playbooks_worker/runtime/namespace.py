@@ -64,7 +64,8 @@ def compile_code_playbook(playbook: PlaybookDef) -> Any:
     )
     module = ast.Module(body=[function], type_ignores=[])
     ast.fix_missing_locations(module)
-    return compile(module, code_filename(playbook.code.location.file), "exec")
+    # dont_inherit: this module's `from __future__ import annotations` must not leak into the user's code.
+    return compile(module, code_filename(playbook.code.location.file), "exec", dont_inherit=True)
 
 
 def build_namespace(agent: Agent) -> None:
@@ -89,7 +90,7 @@ def build_namespace(agent: Agent) -> None:
     agent_token = current_agent.set(agent)
     try:
         for block in agent.definition.code_blocks:
-            exec(compile(_parse(block), code_filename(block.location.file), "exec"), ns)
+            exec(compile(_parse(block), code_filename(block.location.file), "exec", dont_inherit=True), ns)
     finally:
         current_agent.reset(agent_token)
         current_frame.reset(token)

@@ -20,6 +20,9 @@ ORDERS_OUTPUT = [
 def copy_example(ws: Workspace, name: str) -> None:
     shutil.copyfile(EXAMPLES / name, ws.root / name)
     shutil.copyfile(EXAMPLES / "playbooks.toml", ws.root / "playbooks.toml")
+    responses = name.removesuffix(".pb") + ".responses.yaml"  # recorded model answers, for LLM playbooks
+    if (EXAMPLES / responses).exists():
+        shutil.copyfile(EXAMPLES / responses, ws.root / responses)
 
 
 def test_orders_crash_at_the_third_order_then_resume(ws: Workspace) -> None:
@@ -50,6 +53,9 @@ def test_orders_crash_at_the_third_order_then_resume(ws: Workspace) -> None:
                        "Peru has 4 letters"]),
     ("ask_name.pb", ("--input", "Ada", "--input", "Paris"),
      ["What's your name?", "Hello, Ada! Which city are you in?", "Greetings to Paris, Ada."]),
+    ("greeter.pb", ("--input", "Ada"),
+     ["Hello! I'm the greeter. What's your name?",
+      "Ada, green suits you perfectly: you brighten every room you walk into.", "Goodbye, Ada!"]),
 ])
 def test_each_example_runs_to_completion(ws: Workspace, name: str, args: tuple[str, ...],
                                          output: list[str]) -> None:
@@ -62,4 +68,6 @@ def test_each_example_runs_to_completion(ws: Workspace, name: str, args: tuple[s
 
 
 def test_every_example_is_covered() -> None:
-    assert sorted(p.name for p in EXAMPLES.glob("*.pb")) == ["ask_name.pb", "fanout.pb", "nested.pb", "orders.pb"]
+    # negotiation.pb is run by test_agents.py.
+    assert sorted(p.name for p in EXAMPLES.glob("*.pb")) == [
+        "ask_name.pb", "fanout.pb", "greeter.pb", "negotiation.pb", "nested.pb", "orders.pb"]

@@ -334,3 +334,25 @@ await Say("user", "after")
 ''')
     outcome = harness.run(path)
     assert outcome.status == "succeeded" and outcome.output == ["before"]
+
+
+def test_program_code_does_not_inherit_the_runtimes_future_imports(harness) -> None:
+    path = harness.program('''
+# A
+
+```python
+@playbook
+async def Kind(n: int) -> str:
+    return repr(Kind.__wrapped__.__annotations__["n"])
+```
+
+## Main
+
+```python
+def local(x: int) -> None:
+    pass
+await Say("user", f"{await Kind(1)} {local.__annotations__['x']!r}")
+```
+''')
+    outcome = harness.run(path)
+    assert outcome.output == ["<class 'int'> <class 'int'>"]
