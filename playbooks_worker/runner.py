@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from playbooks_worker import logs, metrics
 from playbooks_worker.checkpoints import (
     CheckpointProvider,
     FilesystemCheckpointProvider,
@@ -36,7 +38,9 @@ from playbooks_worker.errors import (
 )
 from playbooks_worker.program.model import Program
 from playbooks_worker.runs import FileRunStore, RunRecord, RunStore, new_run_id, valid_records
-from playbooks_worker.runtime.engine import AgentJournal, RunIO, Runtime
+from playbooks_worker.runtime.engine import AgentJournal, RunIO, Runtime, agent_id_for
+
+log = logging.getLogger("playbooks_worker.runner")
 
 
 class Reporter(RunIO, Protocol):
@@ -182,15 +186,20 @@ class Runner:
         with self._owned(run) as provider:
             while True:
                 attempt = run.begin_attempt(cutoff)
+                logs.bind_run(run.run_id)
+                log.info("run %s: attempt %d started", run.run_id, attempt.number)
                 run.error = None
                 run.failed_seq = None
                 run.waiting_for = None
                 run.program_digest = program.digest
-                self._save(run)
                 journals, next_seq = self._load(run, announce)
                 runtime = Runtime(program, run_id=run.run_id, attempt=attempt.number, provider=provider,
                                   io=self.reporter, journals=journals, next_seq=next_seq, settings=self.settings)
-                runtime.on_agent = lambda agent, run=run: self._add_agent(run, agent)
+                for index, (definition, _) in enumerate(runtime.entry_agents(), start=1):
+                    self._add_agent(run, agent_id_for(definition.name, index, run.run_id), definition.name,
+                                    save=False)
+                self._save(run)  # the attempt counts from its start, with the agents it starts
+                runtime.on_agent = lambda agent, run=run: self._add_agent(run, agent.id, agent.klass)
                 self._started(run, runtime)
                 try:
                     result = await runtime.run(run.args)
@@ -216,10 +225,12 @@ class Runner:
                     self._end(run, runtime, "diverged")
                     continue
                 except Fenced as exc:
+                    metrics.runs_executed.labels("fenced").inc()
                     # Another owner took the run over: its record and journal are theirs to write now.
                     return RunOutcome(run, "fenced", error=exc)
                 except Handoff as exc:
                     run.handoffs += 1
+                    metrics.handoffs.inc()
                     self._end(run, runtime, "queued", "handed off")
                     return RunOutcome(run, "handed_off", error=exc)
                 except Cancelled as exc:
@@ -284,14 +295,16 @@ class Runner:
         attempt = run.attempts[-1]
         attempt.ended_at = time.time()
         attempt.outcome = "interrupted" if error == "interrupted" else state
+        metrics.runs_executed.labels("handed_off" if state == "queued" else attempt.outcome).inc()
         run.agents = [{"agent_id": a.id, "klass": a.klass} for a in runtime.agents.values()]
         self._save(run)
 
-    def _add_agent(self, run: RunRecord, agent: Any) -> None:
+    def _add_agent(self, run: RunRecord, agent_id: str, klass: str, save: bool = True) -> None:
         # Saved as each agent is created, so `status` of a run that crashed still lists its agents.
-        if all(a["agent_id"] != agent.id for a in run.agents):
-            run.agents.append({"agent_id": agent.id, "klass": agent.klass})
-            self._save(run)
+        if all(a["agent_id"] != agent_id for a in run.agents):
+            run.agents.append({"agent_id": agent_id, "klass": klass})
+            if save:
+                self._save(run)
 
     def _save(self, run: RunRecord) -> None:
         if self.runs is not None:

@@ -69,8 +69,11 @@ class RunRecord:
     def finished(self) -> bool:
         return self.state in FINISHED
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_json(self, *, sources: bool = True) -> dict[str, Any]:
+        # By hand, not dataclasses.asdict: that deep-copies the program's sources on every save.
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__ if sources or name != "sources"}
+        data["attempts"] = [asdict(a) for a in self.attempts]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunRecord:

@@ -76,6 +76,7 @@ class ClusterClient:
         if run.state == "running" and self.client.exists(self.keys.lease(run.run_id)):
             return f"running on {run.worker}"
         run.sources = dict(program.sources)  # an edited program: the worker sees its digest differ
+        self.store.set_sources(run.run_id, run.sources)
         run.state = "queued"
         self.store.save(run)  # enqueues it
         return "resubmitted"

@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from playbooks_worker import metrics
 from playbooks_worker.cluster.keys import Keys
 from playbooks_worker.cluster.scripts import Scripts
 from playbooks_worker.errors import Fenced, RunLocked, RunNotFound
@@ -27,6 +28,11 @@ from playbooks_worker.runs import FINISHED, RunRecord
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _record_json(run: RunRecord) -> str:
+    """The record without its program sources: those are written once, at creation, in their own field."""
+    return json.dumps(run.to_json(sources=False), default=repr)
 
 
 class NotRunnable(RunLocked):
@@ -63,7 +69,7 @@ class RedisRunStore:
             return False
         seconds, micros = self.client.time()
         pipe = self.client.pipeline()
-        pipe.hset(k.run(run.run_id), mapping={"json": json.dumps(run.to_json(), default=repr),
+        pipe.hset(k.run(run.run_id), mapping={"json": _record_json(run), "sources": json.dumps(run.sources),
                                               "queued_at": seconds * 1000 + micros // 1000})
         pipe.zadd(k.runs, {run.run_id: run.created_at})
         pipe.sadd(k.active, run.run_id)
@@ -77,9 +83,14 @@ class RedisRunStore:
                               hint="'playbooks runs' lists the runs; finished runs expire after [cluster] "
                                    "finished_ttl_s")
         run = RunRecord.from_json(json.loads(fields[b"json"]))
+        if b"sources" in fields:
+            run.sources = json.loads(fields[b"sources"])
         run.state = _text(fields.get(b"state", run.state.encode()))
         run.failovers = int(fields.get(b"failovers", 0))
         return run
+
+    def set_sources(self, run_id: str, sources: dict[str, str]) -> None:
+        self.client.hset(self.keys.run(run_id), "sources", json.dumps(sources))
 
     def cancel_requested(self, run_id: str) -> bool:
         return bool(self.client.hget(self.keys.run(run_id), "cancel"))
@@ -96,11 +107,12 @@ class RedisRunStore:
                      *(k.journal(run.run_id, a) for a in self._agents(run))] if finished else [])
         result = self.scripts.save_run(
             keys=[k.run(run.run_id), k.epoch(run.run_id), k.lease(run.run_id), k.inbox(run.run_id)],
-            args=["" if owned is None else str(owned.epoch), json.dumps(run.to_json(), default=repr), run.state,
+            args=["" if owned is None else str(owned.epoch), _record_json(run), run.state,
                   str(self.finished_ttl_ms if finished else 0), "0" if run.state == "running" else "1",
                   *expiring],
         )
         if result == -1:
+            metrics.fenced_writes.inc()
             raise Fenced(run.run_id, owned.epoch if owned else 0)
         if result == -2:
             # It was about to wait for input, but input had arrived: run it again instead.

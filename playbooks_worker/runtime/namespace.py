@@ -39,7 +39,20 @@ def _parse(block: CodeBlock) -> ast.Module:
     return tree
 
 
+def _once(owner: Any, make: Callable[[], Any]) -> Any:
+    """Compile once per parsed program: a worker runs the same (cached) program many times."""
+    code = owner.__dict__.get("_compiled")
+    if code is None:
+        code = make()
+        owner.__dict__["_compiled"] = code
+    return code
+
+
 def compile_code_playbook(playbook: PlaybookDef) -> Any:
+    return _once(playbook, lambda: _compile_code_playbook(playbook))
+
+
+def _compile_code_playbook(playbook: PlaybookDef) -> Any:
     """The code object of a module defining `async def __playbook__(<params>)` with the block as body."""
     assert playbook.code is not None
     tree = _parse(playbook.code)
@@ -90,7 +103,8 @@ def build_namespace(agent: Agent) -> None:
     agent_token = current_agent.set(agent)
     try:
         for block in agent.definition.code_blocks:
-            exec(compile(_parse(block), code_filename(block.location.file), "exec", dont_inherit=True), ns)
+            exec(_once(block, lambda b=block: compile(_parse(b), code_filename(b.location.file), "exec",
+                                                      dont_inherit=True)), ns)
     finally:
         current_agent.reset(agent_token)
         current_frame.reset(token)

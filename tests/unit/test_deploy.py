@@ -499,8 +499,9 @@ def test_procfile_runs_a_worker_on_the_default_queue() -> None:
     (line,) = [line for line in lines if line.startswith("worker:")]
     command = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", line.split(":", 1)[1])  # ${VAR:-default} -> default
     argv = shlex.split(command)
-    assert argv[0] == "playbooks"
-    params = worker_params(argv[1:])
+    assert argv[0] == "exec", "honcho runs lines through sh -c: without exec the shell, not the worker, gets SIGTERM"
+    assert argv[1] == "playbooks"
+    params = worker_params(argv[2:])
     assert params["queues"] in (None, ClusterSettings().queue)
 
 
