@@ -121,10 +121,12 @@ class RedisRunStore:
             return
         if run.state != "running" and owned is not None:
             self.owned.pop(run.run_id, None)
-        if finished:
-            self.client.srem(k.active, run.run_id)
         if run.state != "running":
-            self.client.zrem(k.leases, run.run_id)
+            pipe = self.client.pipeline(transaction=False)  # the indexes live in other slots: not in the script
+            if finished:
+                pipe.srem(k.active, run.run_id)
+            pipe.zrem(k.leases, run.run_id)
+            pipe.execute()
         if run.state == "queued" and self.enqueue is not None:
             self.enqueue(run.run_id)
 
@@ -153,8 +155,12 @@ class RedisRunStore:
 
     def acquire(self, run_id: str) -> Ownership:
         k = self.keys
-        reply = self.scripts.acquire(keys=[k.run(run_id), k.epoch(run_id), k.lease(run_id)],
-                                     args=[self.owner, self.lease_ms])
+        pipe = self.client.pipeline(transaction=False)
+        self.scripts.acquire(keys=[k.run(run_id), k.epoch(run_id), k.lease(run_id)], args=[self.owner, self.lease_ms],
+                             client=pipe)
+        # Advisory, and harmless when the acquisition failed: the reapers check the lease key itself.
+        pipe.zadd(k.leases, {run_id: self._deadline_ms()}, gt=True)
+        reply = pipe.execute()[0]
         code = int(reply[0])
         if code == -3:
             raise RunNotFound(f"no run {run_id!r} in Redis")
@@ -164,7 +170,6 @@ class RedisRunStore:
             raise NotRunnable(f"run {run_id} is held by {_text(reply[1])} (a live lease)")
         ownership = Ownership(run_id, code, f"{self.owner} {code}")
         self.owned[run_id] = ownership
-        self.client.zadd(k.leases, {run_id: self._deadline_ms()})
         return ownership
 
     def _deadline_ms(self) -> int:
