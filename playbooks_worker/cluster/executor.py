@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from playbooks_worker.checkpoints.redis import RedisCheckpointProvider
 from playbooks_worker.checkpoints.signing import load_secret_key
 from playbooks_worker.cluster.connection import redis_client
@@ -223,6 +225,17 @@ class Executor:
         except PlaybooksError as exc:
             self._fail_unowned(run_id, exc)
             io.publish({"type": "end", "state": "failed", "lines": [f"❌ {exc.message}"], "hint": exc.hint})
+            return "failed"
+        except redis.RedisError:
+            raise  # Redis down or cut off: the lease lapses and a reaper re-enqueues the run once it is back
+        except Exception as exc:
+            # Not the program's failure (the runner records those): a fault of this runtime. Ending the run is
+            # better than the reaper handing it back to the same fault every few seconds.
+            log.exception("run %s: internal error", run_id)
+            fault = PlaybooksError(f"internal error in playbooks-worker: {type(exc).__name__}: {exc}",
+                                   hint="please report it with the worker's log")
+            self._fail_unowned(run_id, fault)
+            io.publish({"type": "end", "state": "failed", "lines": [f"❌ {fault.message}"], "hint": fault.hint})
             return "failed"
         return self._report(io, outcome, program)
 
