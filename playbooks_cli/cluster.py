@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import sys
 from collections.abc import Iterable
@@ -34,8 +35,40 @@ def follow(client: Any, run_id: str, inputs: Iterable[str] = (), as_json: bool =
     """Print the run's output (stdout) and status (stderr) until it ends; answer input prompts.
 
     With `as_json` every event is a JSON line on stdout instead. Returns the exit code: 0 succeeded,
-    1 failed or cancelled, 3 waiting for input that cannot come.
+    1 failed or cancelled, 3 waiting for input that cannot come. On a terminal, a live status line.
     """
+    with _status_line(client, run_id) or contextlib.nullcontext():
+        return _follow(client, run_id, inputs, as_json)
+
+
+def _status_line(client: Any, run_id: str) -> Any:
+    """The live status line (stderr a terminal): checkpoints and the latest step, read from Redis."""
+    from playbooks_cli.statusline import StatusLine
+
+    line = StatusLine.for_terminal()
+    if line is None:
+        return None
+    import time
+
+    from playbooks_worker.checkpoints.signing import load_secret_key
+    from playbooks_worker.cluster.progress import RunProgress
+
+    try:
+        key: bytes | None = load_secret_key(create=False)
+    except Exception:  # no key on this client: the line shows no step names
+        key = None
+    progress = RunProgress(client.client, client.keys, run_id, key)
+
+    def poll() -> None:
+        checkpoints, step = progress.poll()
+        line.update(step=step, checkpoints=checkpoints)
+
+    line.poll = poll
+    line.started -= max(0.0, time.time() - client.store.get(run_id).created_at)  # elapsed since submitted
+    return line
+
+
+def _follow(client: Any, run_id: str, inputs: Iterable[str], as_json: bool) -> int:
     answers = collections.deque(inputs)
     for event in client.events(run_id):
         kind = event.get("type")
@@ -80,8 +113,11 @@ def _next_answer(answers: collections.deque[str]) -> str | None:
     if stdin is None or stdin.closed:
         return None
     if stdin.isatty():
+        from playbooks_cli.statusline import StatusLine
+
         try:
-            return input("User: ")
+            with StatusLine.pausing():
+                return input("User: ")
         except EOFError:
             return None
     line = stdin.readline()

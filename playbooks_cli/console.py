@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import sys
 from collections.abc import Iterable
@@ -31,6 +32,7 @@ class ConsoleIO:
         self.resumed: set[str] = set()
         self.checkpoints_written = 0
         self.replayed = 0
+        self.line: Any = None  # the live status line (statusline.py), on a terminal only
 
     # -- output ----------------------------------------------------------------------------------------
 
@@ -76,6 +78,9 @@ class ConsoleIO:
             self.replayed += 1
         else:
             self.checkpoints_written += 1
+        if self.line is not None:
+            self.line.update(step=record["metadata"]["name"] if record["metadata"]["kind"] == "step" else None,
+                             checkpoints=self.checkpoints_written + self.replayed)
         if self.verbose:
             meta = record["metadata"]
             mark = "↺ replayed" if replayed else "✓ saved"
@@ -93,7 +98,8 @@ class ConsoleIO:
             raise self._no_input()
         if stdin.isatty():
             try:
-                return await asyncio.to_thread(input, "User: ")
+                with self.line.paused() if self.line is not None else contextlib.nullcontext():
+                    return await asyncio.to_thread(input, "User: ")
             except EOFError:
                 raise self._no_input() from None
         line = await asyncio.to_thread(stdin.readline)

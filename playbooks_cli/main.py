@@ -12,6 +12,7 @@ COMMANDS = {
     "check": ("playbooks_cli.check", "check", "Parse and validate programs without running them."),
     "runs": ("playbooks_cli.runs", "runs", "List runs, newest first."),
     "status": ("playbooks_cli.runs", "status", "Show one run: state, attempts, agents, last checkpoint."),
+    "top": ("playbooks_cli.top", "top", "A live view of runs and workers."),
     "checkpoints": ("playbooks_cli.checkpoints", "checkpoints", "List the checkpoints of a run or an agent."),
     "inspect": ("playbooks_cli.checkpoints", "inspect", "Show one checkpoint: statement, value, variables."),
     "clear": ("playbooks_cli.clear", "clear", "Delete checkpoints: of one run, or all of them."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import traceback
@@ -70,6 +71,9 @@ def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: s
     runner = LocalRunner(settings, io)
     if resume is None and not from_checkpoint:
         status("Starting execution...")
+    from playbooks_cli.statusline import StatusLine
+
+    io.line = StatusLine.for_terminal()  # None when stderr is not a terminal
 
     async def go() -> Any:
         if from_checkpoint:
@@ -79,7 +83,8 @@ def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: s
         return await runner.start(parsed, args)
 
     try:
-        outcome = asyncio.run(go())
+        with io.line or contextlib.nullcontext():
+            outcome = asyncio.run(go())
     except KeyboardInterrupt:
         status(f"⏹️  Interrupted. Resume with: {again}")
         sys.exit(130)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -73,6 +74,11 @@ def runs(show_all: bool, config_file: str | None, broker: str | None, as_json: b
     if not rows:
         click.echo("No runs yet: 'playbooks run PROGRAM.pb' starts one (with durability.enabled = true).")
         return
+    if sys.stdout.isatty():
+        from playbooks_cli.views import print_rich, runs_table
+
+        print_rich(runs_table(rows))
+        return
     click.echo(f"{'RUN':<14}{'STATE':<13}{'ATTEMPTS':<10}{'UPDATED':<12}PROGRAM")
     for row in rows:
         click.echo(f"{row['run_id']:<14}{row['state']:<13}{row['attempts']:<10}{ago(row['updated_at']):<12}"
@@ -98,6 +104,11 @@ def status(run_id: str, config_file: str | None, broker: str | None, as_json: bo
         agent["last_checkpoint"] = ids[-1] if ids else None
     if as_json:
         print_json(summary)
+        return
+    if sys.stdout.isatty():
+        from playbooks_cli.views import print_rich, status_view
+
+        print_rich(status_view(summary))
         return
     click.echo(f"Run       {run.run_id}  ({summary['state']})")
     click.echo(f"Program   {run.program}")

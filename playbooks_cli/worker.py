@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 import click
 
@@ -20,11 +21,17 @@ from playbooks_cli.common import abort, broker_option, config_option, handle_err
               type=click.Choice(["threads", "prefork", "solo"]),
               help="prefork: a process per run slot (CPU-heavy tools); threads: many waiting runs per process.")
 @click.option("-n", "--hostname", default=None, help="Worker name [default: playbooks@HOST-PID].")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None, envvar="PLAYBOOKS_METRICS_PORT",
+              show_envvar=True, metavar="PORT",
+              help="Serve Prometheus metrics on http://0.0.0.0:PORT/metrics (prefork: see PROMETHEUS_MULTIPROC_DIR).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              envvar="PLAYBOOKS_LOG_FORMAT", show_envvar=True,
+              help="json: one JSON object per line on stderr, with run_id, agent_id and checkpoint_id.")
 @config_option
 @broker_option
 @handle_errors
 def worker(concurrency: int, queues: str | None, loglevel: str, pool: str, hostname: str | None,
-           config_file: str | None, broker: str | None) -> None:
+           metrics_port: int | None, log_format: str, config_file: str | None, broker: str | None) -> None:
     """Start a worker: it executes runs from the queue and fails over runs of dead workers.
 
     \b
@@ -47,12 +54,37 @@ def worker(concurrency: int, queues: str | None, loglevel: str, pool: str, hostn
     from playbooks_worker.cluster.connection import check_reachable, size_pool
 
     size_pool(concurrency if pool == "threads" else 1)
-    check_reachable(settings)
+    client = check_reachable(settings)
     configure(settings)
     app = app_for(settings)
     name = hostname or f"playbooks@{socket.gethostname()}-{os.getpid()}"
+    serve_metrics_and_logs(settings, client, metrics_port, log_format, loglevel, name)
     app.worker_main([
+        *(["--quiet"] if log_format == "json" else []),  # no banner on stdout: every line is JSON
         "worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel.upper()}",
         f"--queues={queues or settings.cluster.queue}", f"--hostname={name}",
         "--without-mingle", "--without-gossip",  # each costs a second at start-up; leases replace both
     ])
+
+
+def serve_metrics_and_logs(settings: Any, client: Any, metrics_port: int | None, log_format: str, loglevel: str,
+                           name: str) -> None:
+    """Before Celery starts: the log format (Celery's own lines included) and the metrics endpoint."""
+    import logging
+
+    from playbooks_worker.cluster import worker_logs
+    from playbooks_worker.config import redact_url
+
+    worker_logs.use(log_format, loglevel)
+    log = logging.getLogger("playbooks_worker.worker")
+    if metrics_port is not None:
+        from playbooks_worker import metrics
+        from playbooks_worker.cluster.keys import Keys
+
+        try:
+            metrics.serve(metrics_port, redis_client=client, keys=Keys(settings.cluster.key_prefix))
+        except OSError as exc:
+            abort(f"cannot serve metrics on port {metrics_port}: {exc}", "choose another --metrics-port")
+        log.info("metrics on http://0.0.0.0:%d/metrics", metrics_port)
+    log.info("worker %s starting: broker %s, queue %r", name, redact_url(settings.cluster.broker_url),
+             settings.cluster.queue)

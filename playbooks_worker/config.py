@@ -100,6 +100,15 @@ _RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("llm", "max_llm_calls"): (lambda v: v >= 1, "must be an integer >= 1"),
 }
 
+# Upper bounds, checked after _RULES: past them a value overflows where it is used (Redis millisecond TTLs,
+# a byte count, a socket timeout) and would fail there with a traceback instead of here with the key's name.
+_MAXIMA: dict[tuple[str, str], tuple[float, str]] = {
+    ("durability", "max_checkpoint_size_mb"): (1024 * 1024, "must be at most 1048576 (1 TB)"),
+    ("cluster", "lease_seconds"): (24 * 3600, "must be at most 86400 (a day)"),
+    ("cluster", "finished_ttl_s"): (10 * 365 * 24 * 3600, "must be at most 315360000 (ten years)"),
+    ("llm", "timeout_s"): (24 * 3600, "must be at most 86400 (a day)"),
+}
+
 _TYPE_PROBLEM = {
     bool: "must be true or false",
     int: "must be an integer",
@@ -139,6 +148,8 @@ def _show(value: Any) -> str:
         return '"' + redact_url(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, dict):
         return "{…}"
+    if isinstance(value, list | tuple):  # element by element: `broker_url = ["redis://:pw@h"]` hides pw too
+        return "[" + ", ".join("[…]" if isinstance(item, list | tuple) else _show(item) for item in value) + "]"
     return redact_url(repr(value))
 
 
@@ -200,6 +211,9 @@ class _Builder:
         rule = _RULES.get((section, key))
         if rule is not None and not rule[0](parsed):
             raise ConfigError(f"{where}: {rule[1]}")
+        maximum = _MAXIMA.get((section, key))
+        if maximum is not None and parsed > maximum[0]:
+            raise ConfigError(f"{where}: {maximum[1]}")
         self.values[section][key] = parsed
 
     def build(self, config_file: Path | None) -> Settings:
@@ -213,6 +227,12 @@ def _read_file(path: Path, label: str, builder: _Builder) -> None:
             data = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:  # its message carries "(at line N, column M)"
         raise ConfigError(f"{label}: invalid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        line = e.object[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{label}:{line}: not UTF-8 text (byte 0x{e.object[e.start]:02x})",
+                          hint="save the file as UTF-8") from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise ConfigError(f"{label}: invalid TOML: arrays or inline tables nested too deeply") from None
     except OSError as e:
         raise ConfigError(f"{label}: cannot read: {e.strerror}") from None
     for section, table in data.items():

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from playbooks_worker.checkpoints import split_checkpoint_id
-from playbooks_worker.errors import Divergence, PlaybooksError, ProgramEnd
+from playbooks_worker.errors import CheckpointNotFound, Divergence, PlaybooksError, ProgramEnd
 from playbooks_worker.program import load_program, parse_sources
 from playbooks_worker.runner import Runner, run_id_of_agent
 from playbooks_worker.runs import valid_records
@@ -59,7 +59,8 @@ async def inspect_checkpoint(runner: Runner, ckpt_id: str) -> CheckpointView:
     try:
         agent_id, _ = split_checkpoint_id(ckpt_id)
     except ValueError as exc:
-        raise PlaybooksError(str(exc), hint="'playbooks checkpoints RUN_ID' lists checkpoint ids") from None
+        # Not found (exit 2, bad usage), as for a well-formed id that does not exist.
+        raise CheckpointNotFound(str(exc), hint="'playbooks checkpoints RUN_ID' lists checkpoint ids") from None
     record = runner.provider.read_sync(ckpt_id)
     view = CheckpointView(record)
     if runner.runs is None:

@@ -118,6 +118,9 @@ def valid_records(records: list[dict[str, Any]], attempts: list[Attempt]) -> lis
     return sorted(valid, key=lambda r: r["metadata"]["counter"])
 
 
+MAX_RUN_ID_CHARS = 60  # 60 characters of up to 4 UTF-8 bytes fit a 255-byte file name; ids made here have 12
+
+
 class FileRunStore:
     """Run records as JSON files beside the checkpoints."""
 
@@ -125,6 +128,10 @@ class FileRunStore:
         self.root = Path(storage_path) / ".runs"
 
     def _path(self, run_id: str) -> Path:
+        # A run id typed on the command line becomes a file name: refuse what cannot be one of ours (a path,
+        # a hidden name, NUL) or is too long for the filesystem, which would otherwise be an OSError traceback.
+        if not run_id or run_id[0] == "." or any(c in run_id for c in "/\\\0") or len(run_id) > MAX_RUN_ID_CHARS:
+            raise RunNotFound(f"no run {run_id!r} under {self.root.parent}", hint="'playbooks runs' lists the runs")
         return self.root / f"{run_id}.json"
 
     def save(self, run: RunRecord) -> None:

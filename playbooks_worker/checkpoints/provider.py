@@ -19,6 +19,10 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 CKPT_SEPARATOR = "_ckpt_"
+# The id is a directory name and, with `_ckpt_N.pkl`, a file name: both at most 255 bytes. Runtime ids stay far
+# below (agent names are at most 100 characters); an id typed on the command line may not, and the file system
+# would answer ENAMETOOLONG, an OSError, where "not found" is meant.
+MAX_AGENT_ID_BYTES = 230
 
 
 def checkpoint_id(agent_id: str, counter: int) -> str:
@@ -37,6 +41,8 @@ def is_valid_agent_id(agent_id: str) -> bool:
     """Can be stored: the id becomes a directory name, so no separators, NUL or hidden (`.runs/`) names."""
     if not agent_id or agent_id[0] == ".":
         return False
+    if len(agent_id.encode("utf-8", "surrogatepass")) > MAX_AGENT_ID_BYTES:
+        return False
     return "/" not in agent_id and "\\" not in agent_id and "\0" not in agent_id
 
 
@@ -46,7 +52,7 @@ def parse_record_id(ckpt_id: str) -> tuple[str, int]:
     if counter < 1 or ckpt_id != checkpoint_id(agent_id, counter) or not is_valid_agent_id(agent_id):
         raise ValueError(
             f"{ckpt_id!r} cannot be written: expected AGENT_ID_ckpt_N with N >= 1 and an agent id "
-            "without '/', '\\', NUL or a leading '.'"
+            f"without '/', '\\', NUL or a leading '.', of at most {MAX_AGENT_ID_BYTES} bytes"
         )
     return agent_id, counter
 

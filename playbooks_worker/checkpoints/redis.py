@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from playbooks_worker import metrics
 from playbooks_worker.checkpoints.provider import (
     CheckpointProvider,
     checkpoint_id,
@@ -81,6 +82,7 @@ class RedisCheckpointProvider(CheckpointProvider):
                   json.dumps(event, default=str) if event is not None else "", "1" if consume_input else "0"],
         )
         if result == -1:
+            metrics.fenced_writes.inc()
             raise Fenced(run_id, self.epoch or 0)
         if result == -2:
             raise CheckpointError(f"checkpoint {ckpt_id} already exists: checkpoints are never overwritten; "

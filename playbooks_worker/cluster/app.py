@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import ssl
 import sys
 from typing import Any
 
@@ -61,6 +62,12 @@ def make_app(settings: Settings) -> Celery:
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
     )
+    if app.conf.broker_url.startswith("rediss://"):
+        # kombu's default for a rediss:// URL without `ssl_cert_reqs` is CERT_NONE ("insecure SSL behaviour"),
+        # while redis-py, which the checkpoint store uses, verifies the server against the system CAs. Verify on
+        # both; the URL's own `ssl_*` parameters (`ssl_ca_certs=…`, or `ssl_cert_reqs=none` on purpose) still
+        # win, because kombu lets the URL override `broker_use_ssl`.
+        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     return app
 
 

@@ -23,6 +23,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from playbooks_worker import metrics
 from playbooks_worker.errors import Handoff
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def sweep(executor: Executor) -> None:
         if state is None:
             client.srem(keys.active, run_id)  # expired or deleted
         elif state == b"queued" and queued_at and now_ms - int(queued_at) > STALE_QUEUED_S * 1000:
-            if client.set(keys.requeue(run_id), "1", nx=True, px=round(STALE_QUEUED_S * 1000)):
+            if client.set(keys.stale(run_id), "1", nx=True, px=round(STALE_QUEUED_S * 1000)):
                 client.hset(keys.run(run_id), "queued_at", now_ms)
                 executor.enqueue(run_id)
         elif state == b"running" and lease is None:
@@ -162,17 +163,23 @@ def reap_one(executor: Executor, run_id: str, *, expected_lease: str | None, enq
         args=[guard_ms, event, expected_lease or ""],
     )
     if done:
-        log.warning("run %s: %s; re-enqueued", run_id, why)
+        metrics.failovers.inc()
+        log.warning("run %s: %s; re-enqueued", run_id, why, extra={"run_id": run_id})
         if enqueue:
             executor.enqueue(run_id)
     return bool(done)
 
 
 def process_alive(pid: int) -> bool:
+    """Whether a process on this host is alive; a zombie (killed, not yet reaped by its pool) is not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -12,6 +12,7 @@ script may touch several of them. `P` is the key prefix (`[cluster] key_prefix`,
     P:{R}:events          stream  output (Say) and status events, read by `run` / `attach`. Same TTL
     P:{R}:inbox           list    user input not yet consumed by the run. Same TTL
     P:{R}:requeue         string  NX PX guard: one reaper re-enqueues an expired run at a time
+    P:{R}:stale           string  NX PX guard: one sweep re-enqueues a run left queued too long at a time
     P:runs                zset    run id -> created_at: every run, for `playbooks runs`
     P:runs:active         set     runs queued, running or waiting: what reapers scan
     P:workers             hash    worker id -> JSON heartbeat (host, pid, runs, seen_at)
@@ -61,6 +62,11 @@ class Keys:
 
     def requeue(self, run_id: str) -> str:
         return f"{self.prefix}:{{{run_id}}}:requeue"
+
+    def stale(self, run_id: str) -> str:
+        # Apart from `requeue`: a run enqueued again for being stale must fail over as fast as any other
+        # if the worker that then takes it dies, not wait out this guard's longer TTL.
+        return f"{self.prefix}:{{{run_id}}}:stale"
 
     def run_keys(self, run_id: str) -> list[str]:
         """The keys that expire together when a run finishes (journals are listed from `agents`)."""

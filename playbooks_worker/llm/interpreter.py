@@ -23,6 +23,7 @@ import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from playbooks_worker import metrics
 from playbooks_worker.errors import (
     Cancelled,
     Handoff,
@@ -196,6 +197,7 @@ class LLMPlaybook:
                                  call_index=agent.llm_calls)
             started = time.time()
             answer: LLMResponse = await runtime.llm().complete(request, on_text=executor.feed)
+            metrics.llm_answered(answer.usage)
             outcome = await executor.finish()
             agent.journal.settle(path)
             record = agent.journal.append(path, "llm", self.playbook.name, digest, site, result=answer.to_record(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ from .model import SourceLocation
 IMPORT_RE = re.compile(r"^(\s*)!import\s+(.+?)(?:\s*#.*)?$")
 MAX_IMPORT_DEPTH = 10
 MAX_IMPORT_BYTES = 1 << 20  # the original framework's limit: an import is a fragment, not a corpus
+# What yaml.safe_load raises on bad input: YAMLError, and from its constructors ValueError (`2001-02-30`,
+# `!!int x`, a 5,000-digit integer), TypeError, or RecursionError (`[[[[…` thousands deep).
+YAML_ERRORS = (yaml.YAMLError, ValueError, TypeError, RecursionError)
 
 
 @dataclass
@@ -61,7 +65,7 @@ def read_program_file(path: Path, display: str) -> str:
 def build_source(text: str, path: Path, display: str) -> Source:
     """Frontmatter and shebang off the main file, imports inlined (except in .pbasm), every line mapped."""
     abs_path = _absolute(path)
-    text = _normalize(text)
+    text = _normalize(_checked_unicode(text, display))
     src = Source(lines=[], origins=[], main=display)
     src.sources[abs_path] = text
     lines = _blank_shebang(text.split("\n"))
@@ -122,6 +126,9 @@ def _resolve(
     target = target.removeprefix("file://")
     if not target:
         raise ProgramError(f"{here}: !import needs a file name", hint="write e.g. '!import steps.pb'")
+    if "\0" in target:  # os.stat would raise ValueError, not OSError
+        raise ProgramError(f"{here}: cannot import {target!r}: a file name cannot contain a NUL byte",
+                           hint="remove the NUL byte from the !import line")
     if os.path.isabs(target):
         display = os.path.normpath(target)
         path = Path(display)
@@ -135,9 +142,14 @@ def _resolve(
 def _read_import(path: Path, display: str, here: SourceLocation, raw: str) -> str:
     what = f"{here}: cannot import '{raw.strip()}'"
     try:
-        size = 0 if stored_sources.get() is not None else path.stat().st_size
+        info = None if stored_sources.get() is not None else path.stat()
     except OSError:
-        size = 0  # _read_bytes reports why
+        info = None  # _read_bytes reports why
+    if info is not None and not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+        # `!import /dev/zero` would read forever, a FIFO or /dev/stdin block: an import is a file's text.
+        raise ProgramError(f"{what}: {display} is not a regular file (a device, pipe or socket)",
+                           hint="import a .pb or .md file")
+    size = info.st_size if info is not None else 0
     if size > MAX_IMPORT_BYTES:
         raise ProgramError(
             f"{what}: {display} is {size} bytes, over the 1 MiB limit for imports",
@@ -154,13 +166,13 @@ def _read_bytes(path: Path, display: str, what: str) -> bytes:
     stored = stored_sources.get()
     if stored is not None:
         try:
-            return stored[_absolute(path)].encode("utf-8")
+            return _checked_unicode(stored[_absolute(path)], display).encode("utf-8")
         except KeyError:
             raise ProgramError(f"{what}: {display} is not among the program's stored files",
                                hint="submit the run again from the machine that has the file") from None
-    if path.is_dir():
-        raise ProgramError(f"{what}: {display} is a directory", hint="name a .pb or .pbasm file")
     try:
+        if path.is_dir():  # inside the try: is_dir raises OSError for a name that is too long
+            raise ProgramError(f"{what}: {display} is a directory", hint="name a .pb or .pbasm file")
         return path.read_bytes()
     except FileNotFoundError:
         raise ProgramError(
@@ -170,6 +182,20 @@ def _read_bytes(path: Path, display: str, what: str) -> bytes:
         raise ProgramError(
             f"{what}: {exc.strerror or exc}: {display}", hint="check the file's permissions"
         ) from None
+
+
+def _checked_unicode(text: str, display: str) -> str:
+    """Text that came as a str (parse_text, stored sources from JSON) may hold a lone surrogate, which no
+    file can: refuse it here, where the line is known, rather than fail later encoding the digest."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        line = text.count("\n", 0, exc.start) + 1
+        raise ProgramError(
+            f"{display}:{line}: not valid Unicode text (lone surrogate U+{ord(text[exc.start]):04X})",
+            hint="save the file as UTF-8",
+        ) from None
+    return text
 
 
 def _decode(data: bytes, display: str) -> str:
@@ -195,7 +221,7 @@ def _frontmatter(lines: list[str], display: str, start: int) -> dict[str, Any]:
         )
     try:
         data = yaml.safe_load("\n".join(lines[first + 1 : end]))
-    except yaml.YAMLError as exc:
+    except YAML_ERRORS as exc:
         mark = getattr(exc, "problem_mark", None)
         line = first + 2 + (mark.line if mark is not None else 0)
         problem = getattr(exc, "problem", None) or str(exc)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 
 from ..errors import ProgramError
-from .imports import Source, build_source, read_program_file, stored_sources
+from .imports import YAML_ERRORS, Source, build_source, read_program_file, stored_sources
 from .markdown import Block, ListItem, Section, parse_markdown
 from .model import AgentDef, CodeBlock, PlaybookDef, Program, StepDef
 from .python_blocks import LineLocator, PyUnit, parse_python, python_playbooks
@@ -239,10 +239,10 @@ def _yaml_metadata(src: Source, start: int, stop: int) -> dict[str, Any]:
     text = textwrap.dedent("\n".join(src.lines[start:stop]))
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except YAML_ERRORS as exc:
         mark = getattr(exc, "problem_mark", None)
         where = src.locate(start + (mark.line if mark is not None else 0))
-        problem = getattr(exc, "problem", None) or "cannot parse"
+        problem = getattr(exc, "problem", None) or str(exc) or "cannot parse"
         raise ProgramError(
             f"{where}: invalid YAML in metadata: {problem}",
             hint="indent the keys under 'metadata:' and end the block with a '---' line",

@@ -64,7 +64,8 @@ def parse_python(code: str, locate: LineLocator, *, body: bool, what: str) -> as
         ) from None
     except (ValueError, RecursionError, MemoryError) as exc:  # null bytes, absurd nesting
         raise ProgramError(
-            f"{locate(1)}: invalid Python in {what}: {exc}", hint="fix the Python code in this block"
+            f"{locate(1)}: invalid Python in {what}: {str(exc) or 'nested too deeply'}",  # MemoryError() says nothing
+            hint="fix the Python code in this block",
         ) from None
     return tree
 

@@ -25,12 +25,21 @@ def camel_case(text: str) -> str:
     return "".join(w[0].upper() + w[1:] for w in words)
 
 
+MAX_AGENT_NAME_CHARS = 100  # an agent's name is in its checkpoint directory's name (at most 255 bytes)
+
+
 def checked_name(text: str, where: SourceLocation, what: str) -> str:
     name = camel_case(text)
     if not NAME_RE.match(name):
         raise ProgramError(
             f"{where}: {what} name {text.strip()!r} does not make a name (got {name!r})",
             hint="names start with a letter and use only ASCII letters and digits, e.g. 'OrderSupport'",
+        )
+    if what == "agent" and len(name) > MAX_AGENT_NAME_CHARS:
+        raise ProgramError(
+            f"{where}: agent name {name[:20]}… is {len(name)} characters long, over the limit of "
+            f"{MAX_AGENT_NAME_CHARS}",
+            hint="give the agent a shorter name",
         )
     return name
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from playbooks_worker import logs, metrics
 from playbooks_worker.checkpoints.provider import CheckpointProvider, checkpoint_id
 from playbooks_worker.errors import CheckpointError, Divergence
 
@@ -49,6 +50,7 @@ class Journal:
         self.written = 0
         self.last: dict[str, Any] | None = records[-1] if records else None
         self.live = not records  # becomes True at the first call the journal has no record for
+        self.replay_started = time.perf_counter()  # for metrics.replay_seconds
         self.on_live: Callable[[Journal], None] | None = None
         self.reasked: set[str] = set()  # paths of LLM calls asked again after a crash cut their answer off
 
@@ -59,6 +61,7 @@ class Journal:
         if record is None:
             if not self.live:
                 self.live = True
+                metrics.replay_seconds.observe(time.perf_counter() - self.replay_started)
                 if self.on_live is not None:
                     self.on_live(self)
             return None
@@ -78,6 +81,7 @@ class Journal:
                 statement=meta["statement"],
             )
         self.replayed += 1
+        metrics.replayed_checkpoints.inc()
         return record
 
     def reask(self, path: str) -> None:
@@ -150,6 +154,7 @@ class Journal:
                 # line once (at-least-once) rather than losing it.
                 self.sink.deliver(output)
         consume = kind == "input"
+        write_started = time.perf_counter()
         try:
             self.provider.write_sync(record, event=event, consume_input=consume)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
@@ -162,6 +167,9 @@ class Journal:
                     f"in a checkpoint: {exc}",
                     hint="return plain data (numbers, strings, lists, dicts, dataclasses) from playbooks",
                 ) from exc
+        metrics.checkpoint_write_seconds.observe(time.perf_counter() - write_started)
+        metrics.checkpoints_written.inc()
+        logs.wrote_checkpoint(ckpt)
         self.next_counter = counter + 1
         self.written += 1
         self.last = record

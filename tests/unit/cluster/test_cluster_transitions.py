@@ -242,3 +242,20 @@ def test_housekeeping_forgets_old_workers_and_expired_runs(reaper: SimpleNamespa
 
     assert set(client.hkeys(keys.workers)) == {b"new:2"}
     assert client.zrange(keys.runs, 0, -1) == [b"r1"]
+
+
+def test_a_run_enqueued_again_while_stale_fails_over_as_fast_as_any(
+        reaper: SimpleNamespace, worker_store: StoreFactory, client, keys: Keys, enqueued: Enqueued) -> None:
+    """The stale-queue guard must not hold back the reaper when the worker that then took the run dies."""
+    worker_store("client:0").create(new_run("r1"))
+    client.hset(keys.run("r1"), "queued_at", 0)  # every worker was busy for a long while
+    heartbeat.sweep(reaper)
+    assert enqueued == ["r1"]
+    worker_store("host-b:2").acquire("r1")  # a worker takes it at last...
+    client.delete(keys.lease("r1"))  # ...and dies at once: its lease runs out
+    client.zadd(keys.leases, {"r1": 0})
+
+    heartbeat.reap(reaper)
+
+    assert reaper.store.get("r1").state == "queued"
+    assert enqueued == ["r1", "r1"]
