@@ -169,4 +169,4 @@ def cancel(run_id: str, config_file: str | None, broker: str | None, as_json: bo
         return
     messages = {"cancelled": f"⏹️  Run {run_id} cancelled",
                 "cancelling": f"⏹️  Run {run_id} stops at its next await"}
-    status(messages.get(state, f"Run {run_id} is already {state}"))
+    status(messages.get(state, f"Run {run_id} is {state}"))

@@ -97,11 +97,11 @@ return 0
 # KEYS: run, events
 # ARGV: event JSON
 # -> 'cancelled' stopped now (it was not running) | 'cancelling' the owner stops at its next await
-#    | the state, when already finished | '' no such run
+#    | 'already <state>' when it had finished | '' no such run
 CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return '' end
-if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return state end
+if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return 'already ' .. state end
 if state == 'running' then
   redis.call('HSET', KEYS[1], 'cancel', '1')
   return 'cancelling'

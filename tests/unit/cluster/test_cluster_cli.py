@@ -54,9 +54,6 @@ def test_cancel_a_finished_run(run_cli: RunCli, worker_store: StoreFactory) -> N
     assert (result.exit_code, result.stderr) == (0, "Run r1 is already succeeded\n")
 
 
-@pytest.mark.xfail(strict=True, reason="CANCEL returns the run's state for a finished run, so an already "
-                                       "cancelled run returns 'cancelled', the same word as 'cancelled now': "
-                                       "the CLI says 'Run r1 cancelled' again instead of 'already cancelled'")
 def test_cancel_an_already_cancelled_run_says_so(run_cli: RunCli, worker_store: StoreFactory) -> None:
     worker_store().create(new_run("r1", state="cancelled"))
 
