@@ -93,7 +93,9 @@ def test_kill_9_of_a_whole_worker_node_fails_over_to_the_other_worker(cluster: C
     assert result.out == slow_output(STEPS)
     assert_completed_once(cluster, run_id, steps=STEPS, inflight=max(started_by(cluster, victim.pid)))
     resume_lines(result.stderr, f"slow_1_{run_id}")
-    assert f"⚠️  Run {run_id} lost its worker (its lease expired): failing over" in result.err
+    # Whichever noticed first: the lease running out, or (workers share this host) the sweep seeing the pid gone.
+    assert any(line.startswith(f"⚠️  Run {run_id} lost its worker (") and line.endswith("): failing over")
+               for line in result.err), result
     status = cluster.status(run_id)
     assert (status["state"], status["failovers"], status["attempts"], status["handoffs"]) == ("succeeded", 1, 2, 0)
     assert [a["pid"] for a in status["attempt_log"]] == [victim.pid, survivor.pid]
