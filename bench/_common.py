@@ -15,6 +15,7 @@ import pstats
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,3 +145,26 @@ async def profile(label: str, run: Callable[[], Awaitable[Any]], *, limit: int =
     for key in ("tottime", "cumulative"):
         stats = pstats.Stats(profiler, stream=out)
         stats.strip_dirs().sort_stats(key).print_stats(limit)
+
+
+def clock_io() -> Any:
+    """A quiet reporter that times the first and the last live checkpoint of a run (per-await cost)."""
+    from playbooks_worker.api import CollectingIO
+
+    class ClockIO(CollectingIO):
+        """Times the first and the last live checkpoint of the run."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.first = self.last = 0.0
+            self.count = 0
+
+        def on_checkpoint(self, agent: Any, record: dict[str, Any], replayed: bool) -> None:
+            now = time.perf_counter()
+            if not replayed:
+                if not self.count:
+                    self.first = now
+                self.last = now
+                self.count += 1
+
+    return ClockIO()

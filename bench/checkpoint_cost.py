@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import Figure, emit, fmt_range, isolated_env, parse_args, profile
+from _common import Figure, clock_io, emit, fmt_range, isolated_env, parse_args, profile
 
 GOAL = 1.5
 MUST = 3.0
@@ -57,28 +57,6 @@ for i in range(n):
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
 
-def _clock_io() -> Any:
-    from playbooks_worker.api import CollectingIO
-
-    class ClockIO(CollectingIO):
-        """Times the first and the last live checkpoint of the run."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.first = self.last = 0.0
-            self.count = 0
-
-        def on_checkpoint(self, agent: Any, record: dict[str, Any], replayed: bool) -> None:
-            now = time.perf_counter()
-            if not replayed:
-                if not self.count:
-                    self.first = now
-                self.last = now
-                self.count += 1
-
-    return ClockIO()
-
-
 async def timed_run(program: Path, storage: Path, n: int, *, durable: bool) -> dict[str, float]:
     from playbooks_worker.api import Playbooks
     from playbooks_worker.config import load_settings
@@ -88,7 +66,7 @@ async def timed_run(program: Path, storage: Path, n: int, *, durable: bool) -> d
         "durability.storage_path": str(storage),
         "durability.keep_last_n": 1000,  # no pruning inside the timed run
     })
-    io = _clock_io()
+    io = clock_io()
     playbooks = Playbooks(program, settings=settings, reporter=io)
     await playbooks.initialize()
     start = time.perf_counter()

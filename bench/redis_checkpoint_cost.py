@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _cluster import Cluster
-from _common import BENCH_KEY, Figure, emit, fmt_range, isolated_env, parse_args, profile
+from _common import BENCH_KEY, Figure, clock_io, emit, fmt_range, isolated_env, parse_args, profile
 
 GOAL = 1.5
 MUST = 3.0
@@ -57,28 +57,6 @@ for i in range(n):
     await Tick(i)
 ```
 '''
-
-
-def _clock_io() -> Any:
-    from playbooks_worker.api import CollectingIO
-
-    class ClockIO(CollectingIO):
-        """Times the first and the last live checkpoint of the run."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.first = self.last = 0.0
-            self.count = 0
-
-        def on_checkpoint(self, agent: Any, record: dict[str, Any], replayed: bool) -> None:
-            now = time.perf_counter()
-            if not replayed:
-                if not self.count:
-                    self.first = now
-                self.last = now
-                self.count += 1
-
-    return ClockIO()
 
 
 def _runner_class() -> type:
@@ -149,7 +127,7 @@ class Bench:
             "durability.storage_path": str(self.root / f"runs{self.runs}"),
             "durability.keep_last_n": 1000,  # no pruning
         })
-        io = _clock_io()
+        io = clock_io()
         provider = self.redis_provider if redis else MemoryCheckpointProvider(secret_key=BENCH_KEY.encode())
         runner = _runner_class()(settings, io, provider=provider)
         if redis:

@@ -249,19 +249,13 @@ class FilesystemCheckpointProvider(CheckpointProvider):
         return deleted
 
     def agents_sync(self) -> list[str]:
-        try:
-            entries = list(os.scandir(self._base))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        return sorted(
-            entry.name
-            for entry in entries
-            if is_valid_agent_id(entry.name) and entry.is_dir() and self._has_checkpoint(entry.path, entry.name)
-        )
+        return self._agents_ending("")
 
     def run_agents_sync(self, run_id: str) -> list[str]:
         """Only the run's own directories are looked into (agent ids end with `_{run_id}`)."""
-        suffix = f"_{run_id}"
+        return self._agents_ending(f"_{run_id}")
+
+    def _agents_ending(self, suffix: str) -> list[str]:
         try:
             entries = list(os.scandir(self._base))
         except (FileNotFoundError, NotADirectoryError):
