@@ -10,10 +10,12 @@ under such a configuration exits 0 or 2, never with a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import math
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -234,7 +236,8 @@ def test_playbooks_runs_exits_0_or_2_without_a_traceback(tmp_path_factory: pytes
     base = tmp_path_factory.getbasetemp() / "fuzz-runs"
     base.mkdir(exist_ok=True)
     runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=base) as cwd:
+    # Not CliRunner.isolated_filesystem: click 8.5 deprecates it (and warnings are errors here).
+    with tempfile.TemporaryDirectory(dir=base) as cwd, contextlib.chdir(cwd):
         name = "playbooks.toml" if how == "cwd" else "ops.toml"
         if how != "--config missing":
             Path(cwd, name).write_bytes(data)
