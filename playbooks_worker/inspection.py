@@ -16,10 +16,10 @@ from typing import Any
 from playbooks_worker.checkpoints import split_checkpoint_id
 from playbooks_worker.errors import CheckpointNotFound, Divergence, PlaybooksError, ProgramEnd
 from playbooks_worker.program import load_program, parse_sources
-from playbooks_worker.runner import Runner, run_id_of_agent
+from playbooks_worker.runner import Runner
 from playbooks_worker.runs import valid_records
 from playbooks_worker.runtime.agent import ReplayExhausted
-from playbooks_worker.runtime.engine import AgentJournal, Runtime
+from playbooks_worker.runtime.engine import AgentJournal, Runtime, run_id_of_agent
 
 
 class _SilentIO:

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import logging
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from playbooks_worker.errors import (
 )
 from playbooks_worker.program.model import Program
 from playbooks_worker.runs import FileRunStore, RunRecord, RunStore, new_run_id, valid_records
-from playbooks_worker.runtime.engine import AgentJournal, RunIO, Runtime, agent_id_for
+from playbooks_worker.runtime.engine import AgentJournal, RunIO, Runtime, agent_id_for, run_id_of_agent
 
 log = logging.getLogger("playbooks_worker.runner")
 
@@ -64,10 +65,6 @@ class RunOutcome:
     def exit_code(self) -> int:
         return {"succeeded": 0, "failed": 1, "waiting": 3, "interrupted": 130, "fenced": 1,
                 "handed_off": 0, "cancelled": 1}[self.status]
-
-
-def run_id_of_agent(agent_id: str) -> str:
-    return agent_id.rsplit("_", 1)[-1]
 
 
 def _failing_checkpoint(error: BaseException) -> tuple[str, int] | None:
@@ -116,8 +113,6 @@ class Runner:
     # -- the three ways in -----------------------------------------------------------------------------
 
     async def start(self, program: Program, args: dict[str, Any] | None = None) -> RunOutcome:
-        import time
-
         run = RunRecord(run_id=new_run_id(), program=str(program.path), program_digest=program.digest,
                         created_at=time.time(), args=dict(args or {}))
         return await self._execute(program, run, cutoff=None, changed=False)
@@ -141,8 +136,6 @@ class Runner:
 
     async def fork(self, program: Program, from_checkpoint: str) -> RunOutcome:
         """A new run whose journals are the old run's up to `from_checkpoint`; the old run keeps the rest."""
-        import time
-
         if self.runs is None:
             raise RunError("--from-checkpoint needs durability", hint="set durability.enabled = true")
         try:
@@ -287,8 +280,6 @@ class Runner:
         return best[1] if best else None
 
     def _end(self, run: RunRecord, runtime: Runtime, state: str, error: str | None = None) -> None:
-        import time
-
         run.state = "running" if state in ("running", "diverged") else state
         run.worker = None if run.state != "running" else run.worker
         run.error = error

@@ -19,9 +19,10 @@ from playbooks_worker.checkpoints.provider import (
     split_checkpoint_id,
 )
 from playbooks_worker.checkpoints.signing import Signer, decode_record, encode_record, load_secret_key, max_bytes_for
-from playbooks_worker.cluster.keys import Keys, run_id_of_agent
+from playbooks_worker.cluster.keys import Keys
 from playbooks_worker.cluster.scripts import Scripts
 from playbooks_worker.errors import CheckpointError, CheckpointNotFound, Fenced
+from playbooks_worker.runtime.engine import run_id_of_agent
 
 if TYPE_CHECKING:
     import redis

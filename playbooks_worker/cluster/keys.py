@@ -94,8 +94,3 @@ class Keys:
     @property
     def celery_prefix(self) -> str:
         return f"{self.prefix}-celery:"
-
-
-def run_id_of_agent(agent_id: str) -> str:
-    """Agent ids end with `_{run_id}` (runtime.engine.agent_id_for)."""
-    return agent_id.rsplit("_", 1)[-1]

@@ -56,6 +56,11 @@ def agent_id_for(klass: str, index: int, run_id: str) -> str:
     return f"{snake_case(klass)}_{index}_{run_id}"
 
 
+def run_id_of_agent(agent_id: str) -> str:
+    """The run an agent belongs to: its id ends with `_{run_id}` (agent_id_for)."""
+    return agent_id.rsplit("_", 1)[-1]
+
+
 def display_path(path: str) -> str:
     try:
         return str(Path(path).relative_to(Path.cwd()))

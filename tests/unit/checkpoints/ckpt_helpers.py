@@ -18,7 +18,8 @@ from playbooks_worker.checkpoints import (
     split_checkpoint_id,
 )
 from playbooks_worker.checkpoints.redis import RedisCheckpointProvider
-from playbooks_worker.cluster.keys import Keys, run_id_of_agent
+from playbooks_worker.cluster.keys import Keys
+from playbooks_worker.runtime.engine import run_id_of_agent
 
 KEY = b"test-key-0123456789abcdef-0123456789"
 
