@@ -168,3 +168,23 @@ def clock_io() -> Any:
                 self.count += 1
 
     return ClockIO()
+
+
+# The per-await cost benches' program: a tight loop of trivial tool calls, every await a checkpoint.
+TICKER_PROGRAM = '''\
+# Ticker:AI
+A tight loop of trivial tool calls: every await is a checkpoint.
+
+```python
+@playbook
+async def Tick(i):
+    return i
+```
+
+## Main($n: int)
+
+```python
+for i in range(n):
+    await Tick(i)
+```
+'''

@@ -30,29 +30,13 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import Figure, clock_io, emit, fmt_range, isolated_env, parse_args, profile
+from _common import TICKER_PROGRAM, Figure, clock_io, emit, fmt_range, isolated_env, parse_args, profile
 
 GOAL = 1.5
 MUST = 3.0
 OLD_CLAIM_MS = (5.0, 10.0)  # the old framework's documented cost of one checkpoint
 
-PROGRAM = '''\
-# Ticker:AI
-A tight loop of trivial tool calls: every await is a checkpoint.
-
-```python
-@playbook
-async def Tick(i):
-    return i
-```
-
-## Main($n: int)
-
-```python
-for i in range(n):
-    await Tick(i)
-```
-'''
+PROGRAM = TICKER_PROGRAM
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 

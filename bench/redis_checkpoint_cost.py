@@ -34,29 +34,13 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _cluster import Cluster
-from _common import BENCH_KEY, Figure, clock_io, emit, fmt_range, isolated_env, parse_args, profile
+from _common import BENCH_KEY, TICKER_PROGRAM, Figure, clock_io, emit, fmt_range, isolated_env, parse_args, profile
 
 GOAL = 1.5
 MUST = 3.0
 EPOCH = 7  # any value: what matters is that every write compares it with the run's epoch key
 
-PROGRAM = '''\
-# Ticker:AI
-A tight loop of trivial tool calls: every await is a checkpoint.
-
-```python
-@playbook
-async def Tick(i):
-    return i
-```
-
-## Main($n: int)
-
-```python
-for i in range(n):
-    await Tick(i)
-```
-'''
+PROGRAM = TICKER_PROGRAM
 
 
 def _runner_class() -> type:
