@@ -18,7 +18,7 @@ from playbooks_cli.common import (
     print_json,
     settings_from,
 )
-from playbooks_cli.console import short
+from playbooks_worker.messages import short
 
 
 def _runner(config_file: str | None, broker: str | None) -> Any:

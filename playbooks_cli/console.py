@@ -13,11 +13,7 @@ from typing import Any
 import click
 
 from playbooks_worker.errors import InputUnavailable
-
-
-def short(text: str, width: int = 60) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 3] + "..."
+from playbooks_worker.messages import found_checkpoint_lines, no_checkpoints_line, resumed_line, short
 
 
 class ConsoleIO:
@@ -56,22 +52,21 @@ class ConsoleIO:
 
     def found_checkpoint(self, agent_id: str, record: dict[str, Any]) -> None:
         self.found.add(agent_id)
-        self.status(f"🔄 Found checkpoint for agent {agent_id}")
-        self.status(f"   Checkpoint: {record['checkpoint_id']}")
-        self.status(f"   Last statement: {short(record['metadata']['statement'])}")
+        for line in found_checkpoint_lines(agent_id, record):
+            self.status(line)
 
     def no_checkpoints(self, agent_id: str) -> None:
-        self.status(f"⚠️  No checkpoints found for agent {agent_id}")
+        self.status(no_checkpoints_line(agent_id))
 
     def on_resumed(self, agent: Any) -> None:
         if agent.id in self.found and agent.id not in self.resumed:
             self.resumed.add(agent.id)
-            self.status(f"✅ Resumed execution for agent {agent.id}")
+            self.status(resumed_line(agent.id))
 
     def finish_resume_lines(self) -> None:
         for agent_id in sorted(self.found - self.resumed):
             self.resumed.add(agent_id)
-            self.status(f"✅ Resumed execution for agent {agent_id}")
+            self.status(resumed_line(agent_id))
 
     def on_checkpoint(self, agent: Any, record: dict[str, Any], replayed: bool) -> None:
         if replayed:

@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 import json
 import sys
-import traceback
-from pathlib import Path
 from typing import Any
 
 import click
 
 from playbooks_cli.common import abort, config_option, handle_errors, load_settings, status
 from playbooks_cli.console import ConsoleIO
+from playbooks_worker.messages import failure_lines
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -98,7 +97,8 @@ def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: s
     elif outcome.status == "interrupted":
         status(f"⏹️  Interrupted. Resume with: {again}" if settings.durability.enabled else "⏹️  Interrupted.")
     else:
-        render_failure(outcome.error, parsed.sources)
+        for line in failure_lines(outcome.error, parsed.sources):
+            status(line)
         if settings.durability.enabled:
             status(f"   Fix the problem, then continue from the last checkpoint: {again}")
     if as_json:
@@ -135,25 +135,6 @@ def run_on_cluster(settings: Any, program: Any, display: str, args: dict[str, An
         status(f"   Follow it with: playbooks attach {run.run_id}")
         return 0
     return follow(client, run.run_id, inputs, as_json=as_json)
-
-
-def render_failure(error: BaseException | None, sources: dict[str, str]) -> None:
-    """The failing lines of the user's program, not the runtime's frames."""
-    status(f"❌ The program failed: {type(error).__name__}: {error}")
-    if error is None:
-        return
-    files = {str(Path(p).resolve()) for p in sources}
-    for frame in traceback.extract_tb(error.__traceback__):
-        if frame.filename in files:
-            shown = _relative(frame.filename)
-            status(f"   {shown}:{frame.lineno} in {frame.name}: {(frame.line or '').strip()}")
-
-
-def _relative(path: str) -> str:
-    try:
-        return str(Path(path).relative_to(Path.cwd()))
-    except ValueError:
-        return path
 
 
 def entry_arguments(program: Any, extra: list[str]) -> dict[str, Any]:

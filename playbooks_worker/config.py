@@ -127,17 +127,17 @@ def _field_types(cls: type) -> dict[str, type]:
 _FIELDS: dict[str, dict[str, type]] = {name: _field_types(cls) for name, cls in SECTIONS.items()}
 
 
-def redact_url(url: str) -> str:
-    """`redis://:secret@host:6379/0` -> `redis://:***@host:6379/0`, and `?password=…`; other text as is."""
-    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)(.*)$", url, re.DOTALL)
-    if not match:
-        return url
-    scheme, netloc, rest = match.groups()
-    userinfo, at, hostport = netloc.rpartition("@")  # rpartition: an unencoded '@' may sit in the password
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-    rest = re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&#]*", r"\1***", rest)
-    return f"{scheme}{netloc}{rest}"
+# `scheme://user:password@`: the password runs to the last `@` of the word (an unencoded `@` may sit in it).
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s:/@]*):(?P<password>\S*)@")
+_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)[^&#\s]*")
+
+
+def redact_url(text: str) -> str:
+    """`redis://:s3cret@host:6379/0` -> `redis://:***@host:6379/0`, and `?password=***`, anywhere in `text`:
+    a URL, or a message or traceback that contains one (the logs' last line of defence uses it too)."""
+    if "://" not in text and "=" not in text:
+        return text
+    return _QUERY.sub(r"\1***", _USERINFO.sub(r"\g<scheme>\g<user>:***@", text))
 
 
 def _show(value: Any) -> str:

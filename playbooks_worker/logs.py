@@ -18,11 +18,11 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import re
 import sys
 from contextvars import ContextVar
 from typing import Any
 
+from playbooks_worker.config import redact_url as redact
 from playbooks_worker.runtime.callpath import current_agent
 
 run_id_var: ContextVar[str | None] = ContextVar("playbooks_log_run_id", default=None)
@@ -47,18 +47,6 @@ def wrote_checkpoint(checkpoint_id: str) -> None:
 
 
 # -- redaction -----------------------------------------------------------------------------------------------
-
-# `scheme://user:password@`: the password runs to the last `@` of the word (an unencoded `@` may sit in it).
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s:/@]*):(?P<password>\S*)@")
-_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)[^&#\s]*")
-
-
-def redact(text: str) -> str:
-    """`redis://:s3cret@host:6379/0` -> `redis://:***@host:6379/0` anywhere in `text`, and `?password=***`."""
-    if "://" not in text and "=" not in text:
-        return text
-    return _QUERY.sub(r"\1***", _USERINFO.sub(r"\g<scheme>\g<user>:***@", text))
-
 
 class RedactFilter(logging.Filter):
     """Masks URL passwords in the message and the traceback before any handler formats the record."""

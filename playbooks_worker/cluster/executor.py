@@ -13,10 +13,8 @@ import json
 import logging
 import os
 import threading
-import traceback
 from collections import OrderedDict
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -30,6 +28,7 @@ from playbooks_worker.cluster.scripts import Scripts
 from playbooks_worker.cluster.store import NotRunnable, RedisRunStore
 from playbooks_worker.config import Settings
 from playbooks_worker.errors import Fenced, InputUnavailable, PlaybooksError, RunNotFound
+from playbooks_worker.messages import failure_lines, found_checkpoint_lines, no_checkpoints_line, resumed_line
 from playbooks_worker.program import parse_sources
 from playbooks_worker.program.model import Program
 from playbooks_worker.runner import Runner, RunOutcome
@@ -70,19 +69,16 @@ class ClusterIO:
 
     def found_checkpoint(self, agent_id: str, record: dict[str, Any]) -> None:
         self.found.add(agent_id)
-        statement = " ".join(record["metadata"]["statement"].split())
-        statement = statement if len(statement) <= 60 else statement[:57] + "..."
-        self.status(f"🔄 Found checkpoint for agent {agent_id}")
-        self.status(f"   Checkpoint: {record['checkpoint_id']}")
-        self.status(f"   Last statement: {statement}")
+        for line in found_checkpoint_lines(agent_id, record):
+            self.status(line)
 
     def no_checkpoints(self, agent_id: str) -> None:
-        self.status(f"⚠️  No checkpoints found for agent {agent_id}")
+        self.status(no_checkpoints_line(agent_id))
 
     def on_resumed(self, agent: Any) -> None:
         if agent.id in self.found:
             self.found.discard(agent.id)
-            self.status(f"✅ Resumed execution for agent {agent.id}")
+            self.status(resumed_line(agent.id))
 
     def on_checkpoint(self, agent: Any, record: dict[str, Any], replayed: bool) -> None:
         pass
@@ -134,17 +130,6 @@ class ClusterRunner(Runner):
             # the new owner's now, and so is announcing its end (else the stream would end twice).
             return RunOutcome(run, "fenced", error=self.fenced)
         return outcome
-
-
-def failure_lines(error: BaseException | None, program: Program | None) -> list[str]:
-    if error is None:
-        return []
-    lines = [f"❌ The program failed: {type(error).__name__}: {error}"]
-    files = {str(Path(p).resolve()) for p in (program.sources if program else {})}
-    for frame in traceback.extract_tb(error.__traceback__):
-        if frame.filename in files:
-            lines.append(f"   {Path(frame.filename).name}:{frame.lineno} in {frame.name}: {(frame.line or '').strip()}")
-    return lines
 
 
 class Executor:
@@ -267,7 +252,8 @@ class Executor:
         if status == "succeeded":
             io.publish({"type": "end", "state": "succeeded", "lines": ["Execution complete ✅"]})
         elif status == "failed":
-            io.publish({"type": "end", "state": "failed", "lines": failure_lines(outcome.error, program),
+            lines = failure_lines(outcome.error, program.sources if program else {})
+            io.publish({"type": "end", "state": "failed", "lines": lines,
                         "hint": f"fix the program, then: playbooks run {outcome.run.program_display} --resume"})
         elif status == "waiting":
             io.publish({"type": "end", "state": "waiting", "lines": ["⏸️  The run is waiting for input from user"],

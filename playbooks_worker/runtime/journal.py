@@ -40,15 +40,11 @@ class Journal:
         self.run_id = run_id
         self.attempt = attempt
         self.provider = provider
-        self.records = records
         self.by_path = {r["metadata"]["call_path"]: r for r in records}
         self.next_counter = next_counter
         self.next_seq = next_seq
         self.sink = sink
         self.statement_at = statement_at
-        self.replayed = 0
-        self.written = 0
-        self.last: dict[str, Any] | None = records[-1] if records else None
         self.live = not records  # becomes True at the first call the journal has no record for
         self.replay_started = time.perf_counter()  # for metrics.replay_seconds
         self.on_live: Callable[[Journal], None] | None = None
@@ -80,7 +76,6 @@ class Journal:
                 got=f"{kind} {describe()} at {site[0]}:{site[1]}",
                 statement=meta["statement"],
             )
-        self.replayed += 1
         metrics.replayed_checkpoints.inc()
         return record
 
@@ -171,6 +166,4 @@ class Journal:
         metrics.checkpoints_written.inc()
         logs.wrote_checkpoint(ckpt)
         self.next_counter = counter + 1
-        self.written += 1
-        self.last = record
         return record
