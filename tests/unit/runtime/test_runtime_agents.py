@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from runtime_support import TOOLS
+
 PROGRAM = '''
 # Host
 
@@ -22,20 +24,8 @@ await Say("user", f"rate {rate}, same agent {again.id == accountant.id}, asked {
 ```
 
 # Accountant
-
+TOOLS_HERE
 ```python
-import os
-
-def effect(line):
-    with open("EFFECTS", "a") as f:
-        f.write(line + "\\n")
-
-def crash_once(name):
-    flag = "EFFECTS" + "." + name
-    if not os.path.exists(flag):
-        open(flag, "w").close()
-        raise pbw_test_crash(name)
-
 @playbook
 async def Lookup(income: int) -> float:
     effect(f"lookup {income}")
@@ -54,21 +44,8 @@ await Return(rate)
 ```
 '''
 
-HOST_TOOLS = '''
-```python
-import os
-
-def crash_once(name):
-    flag = "EFFECTS" + "." + name
-    if not os.path.exists(flag):
-        open(flag, "w").close()
-        raise pbw_test_crash(name)
-```
-'''
-
-
 def test_a_call_to_another_agent_replays_with_the_callee_state(harness) -> None:
-    path = harness.program(PROGRAM.replace("# Host\n", "# Host\n" + HOST_TOOLS, 1))
+    path = harness.program(PROGRAM.replace("# Host\n", "# Host\n" + TOOLS, 1).replace("TOOLS_HERE", TOOLS))
     harness.crash(path)
     outcome = harness.run(path, resume=True)
     assert outcome.status == "succeeded", outcome.error

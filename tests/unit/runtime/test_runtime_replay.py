@@ -4,24 +4,9 @@ from a side-effect log what ran again and what was replayed."""
 from __future__ import annotations
 
 import pytest
+from runtime_support import TOOLS
 
 from playbooks_worker.errors import NonDeterminismError
-
-TOOLS = '''
-```python
-import os
-
-def effect(line):
-    with open("EFFECTS", "a") as f:
-        f.write(line + "\\n")
-
-def crash_once(name):
-    flag = "EFFECTS" + "." + name
-    if not os.path.exists(flag):
-        open(flag, "w").close()
-        raise pbw_test_crash(name)
-```
-'''
 
 
 def test_completed_tools_replay_and_the_in_flight_one_reruns(harness) -> None:
