@@ -11,33 +11,21 @@ from __future__ import annotations
 
 import collections
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import Result, playbooks_command
 
 SECRET_KEY = "e2e-test-secret-key-0123456789abcdef"
 DURABLE_TOML = "[durability]\nenabled = true\n"
 DEFAULT_TIMEOUT_S = 30.0
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def playbooks_command() -> list[str]:
-    """The installed console script next to this interpreter (not a pyenv shim: that costs 100 ms a call)."""
-    script = Path(sys.executable).parent / "playbooks"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("playbooks")
-    assert found, "the `playbooks` console script is not installed (pip install -e .)"
-    return [found]
 
 
 # The tools block most programs share: `effect` appends a line to effects.log, `crash_point` exits the
@@ -61,24 +49,6 @@ def crash_point(tag):
             os._exit(137)
 ```
 '''
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def out(self) -> list[str]:
-        return self.stdout.splitlines()
-
-    @property
-    def err(self) -> list[str]:
-        return self.stderr.splitlines()
-
-    def __str__(self) -> str:  # what a failed assertion shows
-        return f"exit {self.returncode}\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
 
 
 class Workspace:

@@ -29,16 +29,11 @@ from typing import Any
 
 import pytest
 import redis
+from cli_support import Result, playbooks_command
 
 SECRET_KEY = "integration-secret-key-0123456789abcdef"
 PREFIX = "pbw"
 DEFAULT_TIMEOUT_S = 30.0
-
-
-def playbooks_command() -> list[str]:
-    """The installed console script next to this interpreter."""
-    script = Path(sys.executable).parent / "playbooks"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "playbooks_cli.main"]
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition",
@@ -52,27 +47,6 @@ def wait_until(condition: Callable[[], Any], timeout: float = 15.0, what: str = 
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(every_s)
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def out(self) -> list[str]:
-        return self.stdout.splitlines()
-
-    @property
-    def err(self) -> list[str]:
-        return self.stderr.splitlines()
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-    def __str__(self) -> str:  # what a failed assertion shows
-        return f"exit {self.returncode}\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
 
 
 # -- programs --------------------------------------------------------------------------------------------

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: shared redis_fixtures, cli_support
+
 from cluster_support import Cluster
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared redis_fixtures module
-
 from redis_fixtures import RedisServer, redis_server, redis_server_session  # noqa: F401  (fixtures)
 
 
