@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 
@@ -108,4 +107,3 @@ def test_snoop_shows_agent_messages_on_stderr(ws: Workspace) -> None:
     assert result.returncode == 0, result
     assert any(line.startswith("📨 seller_1_") and line.endswith(": 600") for line in result.err)
     assert not any("📨" in line for line in result.out)
-    assert os.path.exists(ws.root / ".checkpoints")
