@@ -43,6 +43,12 @@ class ClusterSettings:
     lease_seconds: float = 3.0
     key_prefix: str = "pbw"  # every Redis key of playbooks-worker starts with it (cluster/keys.py)
     finished_ttl_s: float = 7 * 24 * 3600  # a finished run's keys expire this long after it ends
+    # Run each agent of a multi-agent program as its own task, on any worker (DESIGN §5). Programs whose agents
+    # call each other's playbooks keep their agents together in one task.
+    spread_agents: bool = True
+    # How long an agent waiting for a message keeps its worker before parking (freeing the worker; the
+    # message re-enqueues it): a conversation stays hot without holding workers while nobody talks.
+    message_linger_s: float = 1.0
 
     @property
     def effective_redis_url(self) -> str:
@@ -88,6 +94,7 @@ _RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("durability", "max_checkpoint_size_mb"): (lambda v: v > 0, "must be a number > 0"),
     ("durability", "keep_last_n"): (lambda v: v >= 1, "must be an integer >= 1"),
     ("cluster", "lease_seconds"): (lambda v: v > 0, "must be a number > 0"),
+    ("cluster", "message_linger_s"): (lambda v: v >= 0, "must be a number >= 0"),
     ("cluster", "finished_ttl_s"): (lambda v: v > 0, "must be a number > 0"),
     ("cluster", "key_prefix"): (lambda v: bool(v) and ":" not in v and "{" not in v,
                                 "must be a non-empty word without ':' or '{'"),
@@ -106,6 +113,7 @@ _MAXIMA: dict[tuple[str, str], tuple[float, str]] = {
     ("durability", "max_checkpoint_size_mb"): (1024 * 1024, "must be at most 1048576 (1 TB)"),
     ("cluster", "lease_seconds"): (24 * 3600, "must be at most 86400 (a day)"),
     ("cluster", "finished_ttl_s"): (10 * 365 * 24 * 3600, "must be at most 315360000 (ten years)"),
+    ("cluster", "message_linger_s"): (3600, "must be at most 3600 (an hour)"),
     ("llm", "timeout_s"): (24 * 3600, "must be at most 86400 (a day)"),
 }
 

@@ -91,6 +91,15 @@ class InputUnavailable(RunError):
     exit_code = 3
 
 
+class Parked(BaseException):
+    """A spread run's agent waits for a message that has not come: its task ends and frees the worker; the
+    message, when sent, enqueues it again (DESIGN §5)."""
+
+    def __init__(self, waiting_for: str) -> None:
+        super().__init__(f"waiting for a message from {waiting_for}")
+        self.waiting_for = waiting_for
+
+
 class PlaybookReturn(BaseException):
     """Raised by `Return(value)`; caught by the playbook that is returning."""
 

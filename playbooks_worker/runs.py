@@ -64,6 +64,7 @@ class RunRecord:
     worker: str | None = None  # host:pid executing it now (cluster mode)
     failovers: int = 0
     handoffs: int = 0
+    spread: bool = False  # cluster mode: each agent is its own task (cluster/spread.py)
 
     @property
     def finished(self) -> bool:

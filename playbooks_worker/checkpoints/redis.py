@@ -39,6 +39,7 @@ class RedisCheckpointProvider(CheckpointProvider):
         *,
         prefix: str = "pbw",
         epoch: int | None = None,
+        unit: str | None = None,
         max_size_mb: float | None = 10,
         secret_key: bytes | None = None,
         scripts: Scripts | None = None,
@@ -46,6 +47,7 @@ class RedisCheckpointProvider(CheckpointProvider):
         self.client = client
         self.keys = Keys(prefix)
         self.epoch = epoch
+        self.unit = unit  # whose epoch fences the writes: the run, or one agent of a spread run
         self.max_size_mb = max_size_mb
         self._max_bytes = max_bytes_for(max_size_mb)
         self._signer = Signer(secret_key if secret_key is not None else load_secret_key())
@@ -58,11 +60,12 @@ class RedisCheckpointProvider(CheckpointProvider):
         return cls(redis_client(settings), prefix=settings.cluster.key_prefix, epoch=epoch,
                    max_size_mb=settings.durability.max_checkpoint_size_mb)
 
-    def fenced(self, epoch: int) -> RedisCheckpointProvider:
-        """The same store, writing as the owner of `epoch`."""
+    def fenced(self, epoch: int, unit: str | None = None) -> RedisCheckpointProvider:
+        """The same store, writing as the owner of `epoch` of the run (or of `unit`, an agent of a spread run)."""
         other = object.__new__(RedisCheckpointProvider)
         other.__dict__.update(self.__dict__)
         other.epoch = epoch
+        other.unit = unit
         return other
 
     def __repr__(self) -> str:
@@ -78,10 +81,41 @@ class RedisCheckpointProvider(CheckpointProvider):
         blob = encode_record(self._signer, record, max_bytes=self._max_bytes)
         k = self.keys
         result = self.scripts.append_checkpoint(
-            keys=[k.epoch(run_id), k.journal(run_id, agent_id), k.agents(run_id), k.events(run_id), k.inbox(run_id)],
+            keys=[k.epoch(self.unit or run_id), k.journal(run_id, agent_id), k.agents(run_id), k.events(run_id),
+                  k.inbox(run_id)],
             args=["" if self.epoch is None else str(self.epoch), counter, blob, agent_id,
                   json.dumps(event, default=str) if event is not None else "", "1" if consume_input else "0"],
         )
+        self._check(result, ckpt_id, run_id)
+
+    def write_with_effects(self, record: dict[str, Any], effects: list[dict[str, Any]], *,
+                           event: dict[str, Any] | None = None, consume_input: bool = False) -> list[str]:
+        """`write_sync`, plus what the recorded call did to other agents of a spread run, in the same atomic
+        write: messages it sent (`{"send": message, "snoop": event}`), agents it created (`{"create": unit}`).
+        Returns the agents to enqueue: recipients that were waiting, and the agents created."""
+        ckpt_id = record["checkpoint_id"]
+        agent_id, counter = parse_record_id(ckpt_id)
+        run_id = run_id_of_agent(agent_id)
+        blob = encode_record(self._signer, record, max_bytes=self._max_bytes)
+        k = self.keys
+        keys = [k.epoch(self.unit or run_id), k.journal(run_id, agent_id), k.agents(run_id), k.events(run_id),
+                k.inbox(run_id)]
+        args = ["" if self.epoch is None else str(self.epoch), counter, blob, agent_id,
+                json.dumps(event, default=str) if event is not None else "", "1" if consume_input else "0"]
+        for effect in effects:
+            if "send" in effect:
+                message = effect["send"]
+                keys += [k.mailbox(message["to"]), k.run(message["to"])]
+                args += ["send", json.dumps(message), json.dumps(effect["snoop"], default=str), message["to"]]
+            else:
+                unit = effect["create"]
+                keys += [k.run(unit["agent_id"]), k.units(run_id)]
+                args += ["create", json.dumps(unit, default=str), "", unit["agent_id"]]
+        reply = self.scripts.append_with_effects(keys=keys, args=args)
+        self._check(int(reply[0]), ckpt_id, run_id)
+        return [a.decode() if isinstance(a, bytes) else str(a) for a in reply[1:]]
+
+    def _check(self, result: int, ckpt_id: str, run_id: str) -> None:
         if result == -1:
             metrics.fenced_writes.inc()
             raise Fenced(run_id, self.epoch or 0)

@@ -23,7 +23,7 @@ from playbooks_worker.checkpoints.redis import RedisCheckpointProvider
 from playbooks_worker.checkpoints.signing import load_secret_key
 from playbooks_worker.cluster.connection import redis_client
 from playbooks_worker.cluster.heartbeat import process_alive
-from playbooks_worker.cluster.keys import Keys
+from playbooks_worker.cluster.keys import Keys, is_agent_unit
 from playbooks_worker.cluster.scripts import Scripts
 from playbooks_worker.cluster.store import NotRunnable, RedisRunStore
 from playbooks_worker.config import Settings
@@ -190,7 +190,12 @@ class Executor:
         return program
 
     def execute(self, run_id: str) -> str:
-        """Run (or continue) `run_id` here; returns what happened, for the task's log line."""
+        """Run (or continue) `run_id` here — or, given an agent id, that agent of a spread run; returns what
+        happened, for the task's log line."""
+        from playbooks_worker.cluster import spread
+
+        if is_agent_unit(run_id):
+            return spread.AgentTask(self, run_id).execute()
         try:
             run = self.store.get(run_id)
         except RunNotFound:
@@ -201,6 +206,8 @@ class Executor:
         program = None
         try:
             program = self.program(run)
+            if run.spread or (self.settings.cluster.spread_agents and spread.should_spread(program)):
+                return spread.start(self, run, program, io)
             runner = ClusterRunner(self.settings, io, self.provider, self.store)
             outcome = asyncio.run(runner.execute(program, run))
         except NotRunnable as exc:

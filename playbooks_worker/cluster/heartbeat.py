@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING
 
 from playbooks_worker import metrics
+from playbooks_worker.cluster.keys import is_agent_unit, unit_run
 from playbooks_worker.errors import Handoff
 
 if TYPE_CHECKING:
@@ -127,39 +128,62 @@ def sweep(executor: Executor) -> None:
     active = [r.decode() if isinstance(r, bytes) else r for r in client.smembers(keys.active)]
     if not active:
         return
+    spread = _check(executor, active)
+    if spread:
+        # The agents of spread runs are units of their own: the same checks, one level down.
+        pipe = client.pipeline(transaction=False)
+        for run_id in spread:
+            pipe.smembers(keys.units(run_id))
+        units = [u.decode() if isinstance(u, bytes) else u for members in pipe.execute() for u in members]
+        if units:
+            _check(executor, units)
+
+
+def _check(executor: Executor, units: list[str]) -> list[str]:
+    """Fix what the reaper cannot see in each unit (a run, or an agent of a spread run); returns the runs
+    among them that are spread."""
+    client, keys = executor.client, executor.keys
     pipe = client.pipeline(transaction=False)
-    for run_id in active:
-        pipe.hmget(keys.run(run_id), "state", "queued_at")
-        pipe.get(keys.lease(run_id))
+    for unit in units:
+        pipe.hmget(keys.run(unit), "state", "queued_at", "spread")
+        pipe.get(keys.lease(unit))
     pipe.time()
     replies = pipe.execute()
     seconds, micros = replies[-1]
     now_ms = seconds * 1000 + micros // 1000
     host = socket.gethostname()
-    for i, run_id in enumerate(active):
-        (state, queued_at), lease = replies[2 * i], replies[2 * i + 1]
+    spread = []
+    for i, unit in enumerate(units):
+        (state, queued_at, is_spread), lease = replies[2 * i], replies[2 * i + 1]
+        if is_spread == b"1":
+            spread.append(unit)
+            if state == b"running":
+                continue  # its agents hold the leases
         if state is None:
-            client.srem(keys.active, run_id)  # expired or deleted
+            if not is_agent_unit(unit):
+                client.srem(keys.active, unit)  # expired or deleted
         elif state == b"queued" and queued_at and now_ms - int(queued_at) > STALE_QUEUED_S * 1000:
-            if client.set(keys.stale(run_id), "1", nx=True, px=round(STALE_QUEUED_S * 1000)):
-                client.hset(keys.run(run_id), "queued_at", now_ms)
-                executor.enqueue(run_id)
+            if client.set(keys.stale(unit), "1", nx=True, px=round(STALE_QUEUED_S * 1000)):
+                client.hset(keys.run(unit), "queued_at", now_ms)
+                executor.enqueue(unit)
         elif state == b"running" and lease is None:
-            reap_one(executor, run_id, expected_lease=None)  # expired with no index entry (older worker)
+            reap_one(executor, unit, expected_lease=None)  # expired with no index entry (older worker)
         elif state == b"running" and lease is not None:
             owner = lease.decode().split(" ")[0]
             owner_host, _, pid = owner.rpartition(":")
             if owner_host == host and pid.isdigit() and not process_alive(int(pid)):
-                reap_one(executor, run_id, expected_lease=lease.decode())
+                reap_one(executor, unit, expected_lease=lease.decode())
+    return spread
 
 
 def reap_one(executor: Executor, run_id: str, *, expected_lease: str | None, enqueue: bool = True) -> bool:
     keys = executor.keys
     why = "its worker process died" if expected_lease else "its lease expired"
-    event = json.dumps({"type": "status", "text": f"⚠️  Run {run_id} lost its worker ({why}): failing over"})
+    what = f"Agent {run_id}" if is_agent_unit(run_id) else f"Run {run_id}"
+    event = json.dumps({"type": "status", "text": f"⚠️  {what} lost its worker ({why}): failing over"})
     guard_ms = max(1000, executor.store.lease_ms)
     done = executor.store.scripts.reap(
-        keys=[keys.run(run_id), keys.lease(run_id), keys.requeue(run_id), keys.events(run_id)],
+        keys=[keys.run(run_id), keys.lease(run_id), keys.requeue(run_id), keys.events(unit_run(run_id))],
         args=[guard_ms, event, expected_lease or ""],
     )
     if done:

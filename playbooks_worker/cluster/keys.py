@@ -13,6 +13,13 @@ script may touch several of them. `P` is the key prefix (`[cluster] key_prefix`,
     P:{R}:inbox           list    user input not yet consumed by the run. Same TTL
     P:{R}:requeue         string  NX PX guard: one reaper re-enqueues an expired run at a time
     P:{R}:stale           string  NX PX guard: one sweep re-enqueues a run left queued too long at a time
+    P:{R}:units           set     a spread run's agent ids (each agent its own task, DESIGN §5)
+    P:{R}:unit:{A}        hash    one agent of a spread run, leased like a run: json (klass, kwargs, entry,
+                                  skip), state (queued | running | waiting | done), waiting_for, queued_at,
+                                  failovers. Same TTL
+    P:{R}:epoch:{A}, P:{R}:lease:{A}, P:{R}:requeue:{A}, P:{R}:stale:{A}   as above, for agent A
+    P:{R}:mailbox:{A}     stream  messages to agent A; an entry is added in the same atomic write as the
+                                  sender's checkpoint. Same TTL
     P:runs                zset    run id -> created_at: every run, for `playbooks runs`
     P:runs:active         set     runs queued, running or waiting: what reapers scan
     P:workers             hash    worker id -> JSON heartbeat (host, pid, runs, seen_at)
@@ -28,22 +35,47 @@ from __future__ import annotations
 DEFAULT_PREFIX = "pbw"
 
 
+def unit_run(unit: str) -> str:
+    """The run a unit of execution belongs to: a run id (no `_`), or an agent id ending `_{run_id}`."""
+    return unit.rsplit("_", 1)[-1]
+
+
+def is_agent_unit(unit: str) -> bool:
+    return "_" in unit
+
+
 class Keys:
-    """Key names under one prefix."""
+    """Key names under one prefix.
+
+    What a worker leases, fences and fails over is a *unit*: a whole run, or one agent of a spread run (its
+    agent id). `run`, `epoch`, `lease`, `requeue` and `stale` take either, so leases, the reaper and the sweep
+    treat both alike; the rest take a run id.
+    """
 
     __slots__ = ("prefix",)
 
     def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
         self.prefix = prefix
 
-    def run(self, run_id: str) -> str:
-        return f"{self.prefix}:{{{run_id}}}:run"
+    def _unit(self, unit: str, name: str) -> str:
+        if is_agent_unit(unit):
+            return f"{self.prefix}:{{{unit_run(unit)}}}:{'unit' if name == 'run' else name}:{unit}"
+        return f"{self.prefix}:{{{unit}}}:{name}"
 
-    def epoch(self, run_id: str) -> str:
-        return f"{self.prefix}:{{{run_id}}}:epoch"
+    def run(self, unit: str) -> str:
+        return self._unit(unit, "run")
 
-    def lease(self, run_id: str) -> str:
-        return f"{self.prefix}:{{{run_id}}}:lease"
+    def epoch(self, unit: str) -> str:
+        return self._unit(unit, "epoch")
+
+    def lease(self, unit: str) -> str:
+        return self._unit(unit, "lease")
+
+    def units(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:units"
+
+    def mailbox(self, agent_id: str) -> str:
+        return f"{self.prefix}:{{{unit_run(agent_id)}}}:mailbox:{agent_id}"
 
     def agents(self, run_id: str) -> str:
         return f"{self.prefix}:{{{run_id}}}:agents"
@@ -60,17 +92,22 @@ class Keys:
     def inbox(self, run_id: str) -> str:
         return f"{self.prefix}:{{{run_id}}}:inbox"
 
-    def requeue(self, run_id: str) -> str:
-        return f"{self.prefix}:{{{run_id}}}:requeue"
+    def requeue(self, unit: str) -> str:
+        return self._unit(unit, "requeue")
 
-    def stale(self, run_id: str) -> str:
+    def stale(self, unit: str) -> str:
         # Apart from `requeue`: a run enqueued again for being stale must fail over as fast as any other
         # if the worker that then takes it dies, not wait out this guard's longer TTL.
-        return f"{self.prefix}:{{{run_id}}}:stale"
+        return self._unit(unit, "stale")
 
     def run_keys(self, run_id: str) -> list[str]:
-        """The keys that expire together when a run finishes (journals are listed from `agents`)."""
-        return [self.run(run_id), self.epoch(run_id), self.agents(run_id), self.events(run_id), self.inbox(run_id)]
+        """The keys that expire together when a run finishes (journals and agents' keys are listed apart)."""
+        return [self.run(run_id), self.epoch(run_id), self.agents(run_id), self.events(run_id), self.inbox(run_id),
+                self.units(run_id)]
+
+    def agent_keys(self, agent_id: str) -> list[str]:
+        """A spread run's keys of one agent, which expire with the run."""
+        return [self.run(agent_id), self.epoch(agent_id), self.mailbox(agent_id)]
 
     @property
     def runs(self) -> str:

@@ -20,13 +20,90 @@ if ARGV[6] == '1' then redis.call('LPOP', KEYS[5]) end
 return 1
 """
 
-# KEYS: run, epoch, lease
+# The checkpoint of a spread run's agent (DESIGN §5): APPEND_CHECKPOINT, plus the effects the recorded call had
+# on other agents, in the same atomic write, so a message is delivered exactly when its send is recorded and an
+# agent exists exactly when its creation is.
+# KEYS: as APPEND_CHECKPOINT, then two per effect
+# ARGV: as APPEND_CHECKPOINT, then four per effect:
+#   'send',   message JSON, snoop event JSON, recipient id   KEYS: recipient's mailbox, recipient's unit
+#   'create', unit JSON,    '',               agent id       KEYS: the new agent's unit, the run's units
+# -> {1, agent ids to enqueue (woken recipients, created agents)...} | {-1} fenced | {-2} exists already
+APPEND_WITH_EFFECTS = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
+if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return {-2} end
+redis.call('SADD', KEYS[3], ARGV[4])
+if ARGV[5] ~= '' then redis.call('XADD', KEYS[4], '*', 'event', ARGV[5]) end
+if ARGV[6] == '1' then redis.call('LPOP', KEYS[5]) end
+local reply = {1}
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local k = 6
+for a = 7, #ARGV, 4 do
+  if ARGV[a] == 'send' then
+    redis.call('XADD', KEYS[k], '*', 'message', ARGV[a + 1])
+    redis.call('XADD', KEYS[4], '*', 'event', ARGV[a + 2])
+    if redis.call('HGET', KEYS[k + 1], 'state') == 'waiting'
+        and redis.call('HGET', KEYS[k + 1], 'waiting_for') ~= 'user' then
+      redis.call('HSET', KEYS[k + 1], 'state', 'queued', 'queued_at', now_ms)
+      table.insert(reply, ARGV[a + 3])
+    end
+  elseif ARGV[a] == 'create' then
+    if redis.call('HSETNX', KEYS[k], 'state', 'queued') == 1 then
+      redis.call('HSET', KEYS[k], 'json', ARGV[a + 1], 'queued_at', now_ms)
+      redis.call('SADD', KEYS[k + 1], ARGV[a + 3])
+      table.insert(reply, ARGV[a + 3])
+    end
+  end
+  k = k + 2
+end
+return reply
+"""
+
+# An agent of a spread run stops executing: its main playbook is done, or it waits (for a message, or for user
+# input) and frees its worker. Then, atomically, whether the whole run is quiescent: every agent done or waiting
+# for a message nobody can send.
+# KEYS: unit, unit's epoch, unit's lease, run, mailbox, inbox, units, then the unit of every agent of the run
+# ARGV: epoch, 'done' | 'waiting' | 'failed', waiting for ('' | 'user' | a source), last mailbox entry id read,
+#       unit JSON, lease value
+# -> -1 fenced | -3 the run has agents not in KEYS: list them again | 0 something arrived meanwhile: keep going
+#    | 1 parked, others still work | 2 parked and the run is over: the caller ends it | 3 parked, the run
+#    waits for user input
+PARK = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+if redis.call('SCARD', KEYS[7]) ~= #KEYS - 7 then return -3 end
+if ARGV[2] == 'waiting' then
+  if ARGV[3] == 'user' then
+    if redis.call('LLEN', KEYS[6]) > 0 then return 0 end
+  else
+    local last = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)
+    local id = '0-0'
+    if #last > 0 then id = last[1][1] end
+    if id ~= ARGV[4] then return 0 end
+  end
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'waiting_for', ARGV[3], 'json', ARGV[5])
+if redis.call('GET', KEYS[3]) == ARGV[6] then redis.call('DEL', KEYS[3]) end
+if ARGV[2] == 'failed' then return 1 end
+local user = false
+for i = 8, #KEYS do
+  local state = redis.call('HGET', KEYS[i], 'state')
+  if state ~= 'done' and state ~= 'waiting' then return 1 end
+  if state == 'waiting' and redis.call('HGET', KEYS[i], 'waiting_for') == 'user' then user = true end
+end
+if user then return 3 end
+if redis.call('HSETNX', KEYS[4], 'ended', '1') == 0 then return 1 end
+return 2
+"""
+
+# KEYS: unit (a run, or an agent of a spread run), epoch, lease, run (the same as unit for a run)
 # ARGV: owner, lease_ms
 # -> {epoch} acquired | {-1, holder} a live lease holds it | {-2, state} not runnable | {-3} no such run
 ACQUIRE = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {-3} end
 if state ~= 'queued' and state ~= 'running' then return {-2, state} end
+local run_state = redis.call('HGET', KEYS[4], 'state')
+if run_state ~= 'queued' and run_state ~= 'running' and run_state ~= 'waiting' then return {-2, run_state} end
 local holder = redis.call('GET', KEYS[3])
 if holder then return {-1, holder} end
 local epoch = redis.call('INCR', KEYS[2])
@@ -35,13 +112,13 @@ redis.call('HSET', KEYS[1], 'state', 'running')
 return {epoch}
 """
 
-# KEYS: lease, run
+# KEYS: lease, run (for an agent of a spread run: its run's)
 # ARGV: "<owner> <epoch>", lease_ms
-# -> {1, cancel flag} renewed | {0} the lease is gone or someone else's
+# -> {1, cancel flag, run state} renewed | {0} the lease is gone or someone else's
 RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {1, redis.call('HGET', KEYS[2], 'cancel') or ''}
+return {1, redis.call('HGET', KEYS[2], 'cancel') or '', redis.call('HGET', KEYS[2], 'state') or ''}
 """
 
 # KEYS: lease
@@ -80,12 +157,14 @@ return 1
 
 # KEYS: run, inbox, events
 # ARGV: text, event JSON
-# -> 1 the run was waiting and is now queued (enqueue it) | 0 it will read the inbox itself | -3 no such run
+# -> 1 the run was waiting and is now queued, or is spread (enqueue it: its task wakes the agent that waits)
+#    | 0 it will read the inbox itself | -3 no such run
 SEND_INPUT = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return -3 end
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('XADD', KEYS[3], '*', 'event', ARGV[2])
+if state == 'running' and redis.call('HGET', KEYS[1], 'spread') == '1' then return 1 end
 if state == 'waiting' then
   local now = redis.call('TIME')
   redis.call('HSET', KEYS[1], 'state', 'queued', 'queued_at', now[1] * 1000 + math.floor(now[2] / 1000))
@@ -94,6 +173,8 @@ end
 return 0
 """
 
+# A spread run (its agents are their own tasks) is cancelled at once; its running agents stop at their next
+# heartbeat, which reports the run's state.
 # KEYS: run, events
 # ARGV: event JSON
 # -> 'cancelled' stopped now (it was not running) | 'cancelling' the owner stops at its next await
@@ -102,7 +183,7 @@ CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return '' end
 if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return 'already ' .. state end
-if state == 'running' then
+if state == 'running' and redis.call('HGET', KEYS[1], 'spread') ~= '1' then
   redis.call('HSET', KEYS[1], 'cancel', '1')
   return 'cancelling'
 end
@@ -116,6 +197,7 @@ return 'cancelled'
 # -> 1 the run is queued again (enqueue it) | 0 nothing to do
 REAP = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[1], 'spread') == '1' then return 0 end
 local lease = redis.call('GET', KEYS[2])
 if lease then
   if ARGV[3] == '' or lease ~= ARGV[3] then return 0 end
@@ -135,6 +217,8 @@ class Scripts:
 
     def __init__(self, client: Any) -> None:
         self.append_checkpoint = client.register_script(APPEND_CHECKPOINT)
+        self.append_with_effects = client.register_script(APPEND_WITH_EFFECTS)
+        self.park = client.register_script(PARK)
         self.acquire = client.register_script(ACQUIRE)
         self.renew = client.register_script(RENEW)
         self.release = client.register_script(RELEASE)

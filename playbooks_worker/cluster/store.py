@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from playbooks_worker import metrics
-from playbooks_worker.cluster.keys import Keys
+from playbooks_worker.cluster.keys import Keys, unit_run
 from playbooks_worker.cluster.scripts import Scripts
 from playbooks_worker.errors import Fenced, RunLocked, RunNotFound
 from playbooks_worker.runs import FINISHED, RunRecord
@@ -87,6 +87,7 @@ class RedisRunStore:
             run.sources = json.loads(fields[b"sources"])
         run.state = _text(fields.get(b"state", run.state.encode()))
         run.failovers = int(fields.get(b"failovers", 0))
+        run.spread = fields.get(b"spread") == b"1"
         return run
 
     def set_sources(self, run_id: str, sources: dict[str, str]) -> None:
@@ -103,8 +104,9 @@ class RedisRunStore:
         finished = run.state in FINISHED or run.state == "failed"
         # Everything of a finished run expires together; agents are listed from the index (the record may
         # not know an agent created just before a crash).
-        expiring = ([k.agents(run.run_id), k.events(run.run_id),
-                     *(k.journal(run.run_id, a) for a in self._agents(run))] if finished else [])
+        expiring = ([k.agents(run.run_id), k.events(run.run_id), k.units(run.run_id),
+                     *(key for a in self._agents(run) for key in (k.journal(run.run_id, a), *k.agent_keys(a)))]
+                    if finished else [])
         result = self.scripts.save_run(
             keys=[k.run(run.run_id), k.epoch(run.run_id), k.lease(run.run_id), k.inbox(run.run_id)],
             args=["" if owned is None else str(owned.epoch), _record_json(run), run.state,
@@ -132,7 +134,10 @@ class RedisRunStore:
 
     def _agents(self, run: RunRecord) -> set[str]:
         known = {a["agent_id"] for a in run.agents}
-        return known | {_text(a) for a in self.client.smembers(self.keys.agents(run.run_id))}
+        pipe = self.client.pipeline(transaction=False)
+        pipe.smembers(self.keys.agents(run.run_id))
+        pipe.smembers(self.keys.units(run.run_id))
+        return known | {_text(a) for members in pipe.execute() for a in members}
 
     def list(self, limit: int = 200) -> list[RunRecord]:
         ids = [_text(r) for r in self.client.zrevrange(self.keys.runs, 0, limit - 1)]
@@ -146,18 +151,21 @@ class RedisRunStore:
 
     def delete(self, run_id: str) -> None:
         k = self.keys
-        agents = [_text(a) for a in self.client.smembers(k.agents(run_id))]
-        self.client.delete(*k.run_keys(run_id), k.lease(run_id), *(k.journal(run_id, a) for a in agents))
+        agents = {_text(a) for a in self.client.smembers(k.agents(run_id))}
+        agents |= {_text(a) for a in self.client.smembers(k.units(run_id))}
+        self.client.delete(*k.run_keys(run_id), k.lease(run_id),
+                           *(key for a in agents for key in (k.journal(run_id, a), *k.agent_keys(a), k.lease(a))))
         self.client.zrem(k.runs, run_id)
         self.client.srem(k.active, run_id)
 
     # -- ownership -------------------------------------------------------------------------------------
 
     def acquire(self, run_id: str) -> Ownership:
+        """Own a unit: a run, or one agent of a spread run (an agent id)."""
         k = self.keys
         pipe = self.client.pipeline(transaction=False)
-        self.scripts.acquire(keys=[k.run(run_id), k.epoch(run_id), k.lease(run_id)], args=[self.owner, self.lease_ms],
-                             client=pipe)
+        self.scripts.acquire(keys=[k.run(run_id), k.epoch(run_id), k.lease(run_id), k.run(unit_run(run_id))],
+                             args=[self.owner, self.lease_ms], client=pipe)
         # Advisory, and harmless when the acquisition failed: the reapers check the lease key itself.
         pipe.zadd(k.leases, {run_id: self._deadline_ms()}, gt=True)
         reply = pipe.execute()[0]
@@ -195,7 +203,7 @@ class RedisRunStore:
             return
         pipe = self.client.pipeline(transaction=False)
         for ownership in owned:
-            self.scripts.renew(keys=[self.keys.lease(ownership.run_id), self.keys.run(ownership.run_id)],
+            self.scripts.renew(keys=[self.keys.lease(ownership.run_id), self.keys.run(unit_run(ownership.run_id))],
                                args=[ownership.lease_value, self.lease_ms], client=pipe)
         # The reapers' index of deadlines: advisory (the lease key's TTL decides), so not in the script,
         # whose keys must share the run's slot.
@@ -207,7 +215,8 @@ class RedisRunStore:
             if int(reply[0]) == 0:
                 run_id, epoch = ownership.run_id, ownership.epoch
                 ownership.stop(lambda r=run_id, e=epoch: Fenced(r, e))
-            elif reply[1]:
+            elif reply[1] or _text(reply[2]) in FINISHED or _text(reply[2]) == "failed":
+                # Cancelled, or a spread run that another of its agents ended (EndProgram, a failure).
                 from playbooks_worker.errors import Cancelled
 
                 ownership.stop(Cancelled)

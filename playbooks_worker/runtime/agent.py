@@ -248,6 +248,51 @@ class AgentProxy:
         return (_agent_ref, (self._agent.id, self._agent.klass))
 
 
+class RemoteAgent:
+    """Another agent of a spread run, living in its own task (maybe on another worker): known by id and class.
+    Messages reach it; its playbooks cannot be called from here (see `Runtime.call_between`)."""
+
+    def __init__(self, agent_id: str, klass: str) -> None:
+        self.id = agent_id
+        self.klass = klass
+        self.proxy = RemoteAgentProxy(self)
+
+
+class RemoteAgentProxy:
+    """What playbook code sees for an agent in another task: `.id`, `.klass`, and a clear error for the rest."""
+
+    __slots__ = ("_agent",)
+
+    def __init__(self, agent: RemoteAgent) -> None:
+        object.__setattr__(self, "_agent", agent)
+
+    @property
+    def id(self) -> str:
+        return self._agent.id
+
+    @property
+    def klass(self) -> str:
+        return self._agent.klass
+
+    def __getattr__(self, name: str) -> Any:
+        from playbooks_worker.errors import PlaybooksError
+
+        agent = self._agent
+        raise PlaybooksError(
+            f"agent {agent.klass} ({agent.id}) runs as its own task in this cluster run: its playbook or "
+            f"attribute {name!r} cannot be used from another agent; send it a message instead",
+            hint="or keep the run's agents in one task: [cluster] spread_agents = false")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot set {name!r} on an agent")
+
+    def __repr__(self) -> str:
+        return f"{self._agent.klass}({self._agent.id})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_agent_ref, (self._agent.id, self._agent.klass))
+
+
 def _agent_ref(agent_id: str, klass: str) -> str:
     return f"{klass}({agent_id})"
 

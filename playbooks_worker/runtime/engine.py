@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from playbooks_worker.checkpoints.provider import CheckpointProvider
 from playbooks_worker.errors import PlaybooksError, ProgramEnd
 from playbooks_worker.program.model import AgentDef, PlaybookDef, Program
-from playbooks_worker.runtime.agent import Agent, call_site_of
+from playbooks_worker.runtime.agent import Agent, RemoteAgent, call_site_of
 from playbooks_worker.runtime.callpath import Frame, current_agent, current_frame
 from playbooks_worker.runtime.journal import Journal
 from playbooks_worker.runtime.mailbox import Mailboxes
@@ -37,6 +37,19 @@ class RunIO(Protocol):
     def on_resumed(self, agent: Agent) -> None: ...
 
     def on_checkpoint(self, agent: Agent, record: dict[str, Any], replayed: bool) -> None: ...
+
+
+class Peers(Protocol):
+    """The other agents of a spread run, each in its own task (cluster/spread.py): found, created and
+    messaged through the store, never held in this process."""
+
+    def resolve(self, target: str) -> tuple[str, str]: ...  # "agent 1001" | an id | a class -> (id, class)
+
+    def find(self, klass: str) -> str | None: ...
+
+    def new_agent_id(self, klass: str) -> str: ...
+
+    async def receive(self, agent: Agent, source: str) -> dict[str, str]: ...
 
 
 @dataclass
@@ -82,9 +95,11 @@ class Runtime:
         replay_only: bool = False,
         on_agent: Callable[[Agent], None] | None = None,
         settings: Any = None,
+        peers: Peers | None = None,
     ) -> None:
         from playbooks_worker.config import Settings
 
+        self.peers = peers  # set: this runtime hosts one agent of a spread run; the others are peers
         self.settings = settings or Settings()
         self._llm: Any = None
         self.program = program
@@ -125,11 +140,11 @@ class Runtime:
         while frame is not None:
             entry = self.files.get(frame.f_code.co_filename)
             if entry is not None:
-                from playbooks_worker.runtime.agent import AgentProxy
+                from playbooks_worker.runtime.agent import AgentProxy, RemoteAgentProxy
 
                 variables = {k: v for k, v in frame.f_locals.items()
                              if not k.startswith("__") and not callable(v)
-                             and not isinstance(v, (ModuleType, AgentProxy, _AgentClass))}
+                             and not isinstance(v, (ModuleType, AgentProxy, RemoteAgentProxy, _AgentClass))}
                 frames.append({"playbook": frame.f_code.co_name, "file": entry[0], "line": frame.f_lineno,
                                "variables": variables})
             frame = frame.f_back
@@ -164,14 +179,25 @@ class Runtime:
 
     async def send(self, sender: Agent, target: str, text: str) -> dict[str, str]:
         """Deliver a message; it is the sender's record, and its id (the send's call path) never changes."""
+        path = current_frame.get().path
+        if self.peers is not None:
+            # Into the recipient's mailbox stream in the same atomic write as this send's record.
+            to, _ = self.peers.resolve(target)
+            message = {"id": f"{sender.id}:{path}", "from": sender.id, "from_klass": sender.klass, "to": to,
+                       "text": text}
+            sender.journal.staged.setdefault(path, []).append({"send": message, "snoop": {"type": "message",
+                                                                                           **message}})
+            return message
         recipient = self._resolve(target)
-        message = {"id": f"{sender.id}:{current_frame.get().path}", "from": sender.id, "from_klass": sender.klass,
+        message = {"id": f"{sender.id}:{path}", "from": sender.id, "from_klass": sender.klass,
                    "to": recipient.id, "text": text}
         self.mailboxes.put(message)
         self.io.deliver({"type": "message", **message})
         return message
 
     async def receive(self, agent: Agent, source: str) -> dict[str, str]:
+        if self.peers is not None:
+            return await self.peers.receive(agent, source)
         return await self.mailboxes.take(agent.id, source)
 
     def call_between(self, caller: Agent, callee: Agent, name: str) -> Callable[..., Any]:
@@ -221,18 +247,28 @@ class Runtime:
             self.on_agent(agent)
         return agent
 
-    def create_agent(self, klass: str, kwargs: dict[str, Any]) -> Agent:
+    def create_agent(self, klass: str, kwargs: dict[str, Any]) -> Agent | RemoteAgent:
         try:
             definition = self.program.agent(klass)
         except KeyError:
             raise PlaybooksError(f"CreateAgent: no agent named {klass!r} in {self.program.path.name}") from None
+        if self.peers is not None:
+            # Its own task: it exists (queued) exactly when this call's record is written.
+            creator = current_agent.get()
+            assert creator is not None
+            agent_id = self.peers.new_agent_id(klass)
+            creator.journal.staged.setdefault(current_frame.get().path, []).append(
+                {"create": {"agent_id": agent_id, "klass": klass, "kwargs": kwargs, "entry": False}})
+            return RemoteAgent(agent_id, klass)
         agent = self._new_agent(definition)
         self._start(agent, kwargs)
         return agent
 
-    def ensure_agent(self, agent_id: str, klass: str, kwargs: dict[str, Any]) -> Agent:
+    def ensure_agent(self, agent_id: str, klass: str, kwargs: dict[str, Any]) -> Agent | RemoteAgent:
         if agent_id in self.agents:
             return self.agents[agent_id]
+        if self.peers is not None:
+            return RemoteAgent(agent_id, klass)
         agent = self._new_agent(self.program.agent(klass), agent_id)
         self._start(agent, kwargs)
         return agent
@@ -241,13 +277,17 @@ class Runtime:
         build_namespace(agent)
         for key, value in kwargs.items():
             agent.state._values[key] = value
-        playbooks = list(agent.definition.playbooks.values())
-        # A created agent runs its begin playbooks; with none, Main, or its first `##` playbook that needs no
-        # arguments; with none of those it only serves calls and messages.
-        begins = [p for p in playbooks if p.is_begin] or [p for p in playbooks if p.name == "Main"] or [
-            p for p in playbooks if p.kind != "python" and all(q.default is not None for q in p.params)][:1]
+        begins = self._begins(agent)
         if begins:
             self.background.append(asyncio.ensure_future(self._main(agent, begins, {})))
+
+    @staticmethod
+    def _begins(agent: Agent) -> list[PlaybookDef]:
+        # A created agent runs its begin playbooks; with none, Main, or its first `##` playbook that needs no
+        # arguments; with none of those it only serves calls and messages.
+        playbooks = list(agent.definition.playbooks.values())
+        return [p for p in playbooks if p.is_begin] or [p for p in playbooks if p.name == "Main"] or [
+            p for p in playbooks if p.kind != "python" and all(q.default is not None for q in p.params)][:1]
 
     def _resolve(self, target: str) -> Agent:
         spec = target.strip()
@@ -261,6 +301,21 @@ class Runtime:
         raise PlaybooksError(f"no agent {target!r} in this run (agents: {', '.join(self.agents)})")
 
     # -- the run ---------------------------------------------------------------------------------------
+
+    async def run_agent(self, agent_id: str, klass: str, kwargs: dict[str, Any], entry: bool,
+                        args: dict[str, Any] | None) -> Any:
+        """A spread run's task for one agent: run it (its entry playbooks, or the playbooks a created agent
+        begins with) until they return; messages to and from its peers go through the store."""
+        agent = self._new_agent(self.program.agent(klass), agent_id)
+        build_namespace(agent)
+        for key, value in kwargs.items():
+            agent.state._values[key] = value
+        entries = dict((d.name, p) for d, p in self.entry_agents())
+        playbooks = entries.get(klass, []) if entry else self._begins(agent)
+        try:
+            return await self._main(agent, playbooks, args) if playbooks else None
+        finally:
+            await self.close_llm()
 
     def entry_agents(self) -> list[tuple[AgentDef, list[PlaybookDef]]]:
         groups: dict[str, tuple[AgentDef, list[PlaybookDef]]] = {}
@@ -345,6 +400,10 @@ class _AgentClass:
             raise PlaybooksError(f"{klass}.get_or_create() must be called from playbook code")
 
         async def find_or_create() -> str:
+            if runtime.peers is not None:
+                found = runtime.peers.find(klass)
+                if found is not None:
+                    return found
             for existing in runtime.agents.values():
                 if existing.klass == klass:
                     return existing.id

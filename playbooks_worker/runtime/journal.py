@@ -49,6 +49,10 @@ class Journal:
         self.replay_started = time.perf_counter()  # for metrics.replay_seconds
         self.on_live: Callable[[Journal], None] | None = None
         self.reasked: set[str] = set()  # paths of LLM calls asked again after a crash cut their answer off
+        # A spread run's agent: what a live call did to other agents (a message, a new agent), by call path,
+        # written with that call's record; and who to tell about the agents to enqueue that write returned.
+        self.staged: dict[str, list[dict[str, Any]]] = {}
+        self.on_effects: Callable[[list[str]], None] | None = None
 
     def lookup(self, path: str, kind: str, name: str, digest: str, describe: Callable[[], str],
                site: tuple[str, int]) -> dict[str, Any] | None:
@@ -150,12 +154,13 @@ class Journal:
                 self.sink.deliver(output)
         consume = kind == "input"
         write_started = time.perf_counter()
+        effects = self.staged.pop(path, None)
         try:
-            self.provider.write_sync(record, event=event, consume_input=consume)
+            self._write(record, event, consume, effects)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             if error is not None:
                 record["error"] = RuntimeError(f"{type(error).__name__}: {error}")
-                self.provider.write_sync(record, event=event, consume_input=consume)
+                self._write(record, event, consume, effects)
             else:
                 raise CheckpointError(
                     f"{site[0]}:{site[1]}: the value of `{record['metadata']['statement']}` cannot be saved "
@@ -167,3 +172,13 @@ class Journal:
         logs.wrote_checkpoint(ckpt)
         self.next_counter = counter + 1
         return record
+
+    def _write(self, record: dict[str, Any], event: dict[str, Any] | None, consume: bool,
+               effects: list[dict[str, Any]] | None) -> None:
+        if not effects:
+            self.provider.write_sync(record, event=event, consume_input=consume)
+            return
+        woken = self.provider.write_with_effects(record, effects, event=event,  # type: ignore[attr-defined]
+                                                 consume_input=consume)
+        if woken and self.on_effects is not None:
+            self.on_effects(woken)

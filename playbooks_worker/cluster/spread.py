@@ -1,0 +1,482 @@
+"""Spread runs: each agent of a multi-agent program is its own task, on any worker (DESIGN §5).
+
+A spread run's agents are *units*, leased, fenced and failed over like a run (keys.py): `P:{R}:unit:{A}` holds
+an agent's state — queued, running, waiting (for a message, or for user input), done, failed. The run's own
+task only creates the entry agents' units and later wakes agents (input arrived, `--resume`).
+
+- A message is an entry of the recipient's mailbox stream, added in the same atomic write as the sender's
+  checkpoint (`APPEND_WITH_EFFECTS`); a recipient parked waiting is made queued in that write too, and the
+  sender enqueues it. A receive is the receiver's checkpoint; what it took is in its journal, so a receiver
+  that crashed before recording a message finds it again in its stream: nothing lost, nothing twice.
+- An agent waiting for a message reads its stream for `message_linger_s`, then *parks*: its task ends and its
+  worker is free. Parking checks atomically that nothing arrived since it last read (`PARK`), and whether the
+  whole run is now quiescent — every agent done, or waiting for a message nobody can send — which ends it.
+- EndProgram, or an agent's failure, ends the run at once; the other agents' heartbeats see it and stop.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import itertools
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from playbooks_worker.checkpoints.provider import parse_record_id
+from playbooks_worker.cluster.keys import unit_run
+from playbooks_worker.cluster.store import NotRunnable, Ownership
+from playbooks_worker.errors import (
+    Cancelled,
+    Divergence,
+    Fenced,
+    Handoff,
+    InputUnavailable,
+    NonDeterminismError,
+    Parked,
+    PlaybooksError,
+    ProgramEnd,
+    RunNotFound,
+)
+from playbooks_worker.program.model import Program
+from playbooks_worker.runner import RunOutcome, _failing_checkpoint
+from playbooks_worker.runs import RunRecord
+from playbooks_worker.runtime.engine import AgentJournal, Runtime, agent_id_for
+from playbooks_worker.runtime.mailbox import matches
+
+if TYPE_CHECKING:
+    from playbooks_worker.cluster.executor import ClusterIO, Executor
+    from playbooks_worker.runtime.agent import Agent
+
+log = logging.getLogger("playbooks_worker.cluster")
+
+_SELF_NAMES = frozenset({"self", "agent"})
+
+
+def should_spread(program: Program) -> bool:
+    """Whether the run's agents may each be a task of their own: a multi-agent program whose agents only
+    talk by messages. A program whose code calls another agent's playbooks (`await other.GetTaxRate()`), or
+    whose LLM playbooks might, keeps its agents in one task, where such a call is a leaf of the caller."""
+    agents = [a for a in program.agents if a.kind == "AI"]
+    if len(agents) < 2:
+        return False
+    for agent in agents:
+        foreign = set().union(*(set(a.playbooks) for a in agents if a is not agent))
+        for playbook in agent.playbooks.values():
+            if playbook.kind == "llm" or playbook.public:
+                return False
+        blocks = [b.code for b in agent.code_blocks] + [p.code.code for p in agent.playbooks.values() if p.code]
+        for code in blocks:
+            if _calls_foreign(code, foreign):
+                return False
+    return True
+
+
+def _calls_foreign(code: str, foreign: set[str]) -> bool:
+    try:
+        tree = compile(code, "<program>", "exec", flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+                       dont_inherit=True)
+    except SyntaxError:
+        return True  # the run reports it; it must not be spread on a guess
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in foreign
+                and not (isinstance(node.func.value, ast.Name) and node.func.value.id in _SELF_NAMES)):
+            return True
+    return False
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _index(agent_id: str) -> int:
+    head = agent_id.rsplit("_", 1)[0]
+    number = head.rsplit("_", 1)[-1]
+    return int(number) if number.isdigit() else 0
+
+
+def start(executor: Executor, run: RunRecord, program: Program, io: ClusterIO) -> str:
+    """The run's own task: create its entry agents (first time), or wake its agents (input, resume)."""
+    from playbooks_worker.llm.provider import require_llm
+
+    require_llm(program, executor.settings)
+    store, client, k, run_id = executor.store, executor.client, executor.keys, run.run_id
+    try:
+        ownership = store.acquire(run_id)
+    except NotRunnable as exc:
+        return f"dropped: {exc.message}"
+    wake: list[str] = []
+    try:
+        if not run.spread:
+            entries: dict[str, None] = {}
+            for definition, _ in program.entry_points():
+                entries.setdefault(definition.name)
+            seconds, micros = client.time()
+            now_ms = seconds * 1000 + micros // 1000
+            pipe = client.pipeline(transaction=True)  # one slot: the run's hash tag
+            for index, klass in enumerate(entries, start=1):
+                agent_id = agent_id_for(klass, index, run_id)
+                unit = {"agent_id": agent_id, "klass": klass, "kwargs": {}, "entry": True, "first": index == 1}
+                pipe.hsetnx(k.run(agent_id), "state", "queued")
+                pipe.hset(k.run(agent_id), mapping={"json": json.dumps(unit), "queued_at": now_ms})
+                pipe.sadd(k.units(run_id), agent_id)
+                wake.append(agent_id)
+                run.agents.append({"agent_id": agent_id, "klass": klass})
+            pipe.hset(k.run(run_id), mapping={"agent_index": len(entries), "spread": "1"})
+            pipe.execute()
+            run.spread = True
+            io.status(f"▶️  {len(wake)} agent(s) started, each as its own task")
+        else:
+            wake = _wake(executor, run_id)
+        run.state, run.error, run.worker = "running", None, None
+        store.save(run)
+    finally:
+        store.release(run_id)
+    del ownership
+    for agent_id in wake:
+        executor.enqueue(agent_id)
+    return "spread"
+
+
+def _wake(executor: Executor, run_id: str) -> list[str]:
+    """Agents to run again: those waiting for input that has arrived, failed ones (a resume), stale queued."""
+    client, k = executor.client, executor.keys
+    client.hdel(k.run(run_id), "ended")
+    units = sorted((_text(u) for u in client.smembers(k.units(run_id))), key=_index)
+    pipe = client.pipeline(transaction=False)
+    for agent_id in units:
+        pipe.hmget(k.run(agent_id), "state", "waiting_for", "json")
+    pipe.llen(k.inbox(run_id))
+    *replies, inbox = pipe.execute()
+    wake = []
+    for agent_id, (state, waiting_for, raw) in zip(units, replies, strict=True):
+        state = _text(state or b"")
+        if state == "failed":
+            unit = json.loads(raw)
+            unit.pop("failed", None)
+            client.hset(k.run(agent_id), mapping={"state": "queued", "json": json.dumps(unit)})
+        elif not (state == "queued" or (state == "waiting" and _text(waiting_for or b"") == "user" and inbox)):
+            continue
+        elif state == "waiting":
+            client.hset(k.run(agent_id), "state", "queued")
+        wake.append(agent_id)
+    return wake
+
+
+class SpreadPeers:
+    """The runtime's view of the run's other agents, and this agent's mailbox stream."""
+
+    def __init__(self, task: AgentTask, taken: set[str]) -> None:
+        self.task = task
+        self.client = task.executor.client
+        self.keys = task.executor.keys
+        self.run_id = task.run_id
+        self.directory: dict[str, str] = {}  # agent id -> class
+        self.pending: list[dict[str, str]] = []  # read from the stream, not yet taken
+        self.last_id = "0-0"
+        self.read_once = False
+        self.taken = taken  # message ids this agent's journal records as received
+
+    def _refresh(self) -> None:
+        units = [_text(u) for u in self.client.smembers(self.keys.units(self.run_id))]
+        pipe = self.client.pipeline(transaction=False)
+        for agent_id in units:
+            pipe.hget(self.keys.run(agent_id), "json")
+        for agent_id, raw in zip(units, pipe.execute(), strict=True):
+            if raw:
+                self.directory[agent_id] = json.loads(raw)["klass"]
+
+    def _lookup(self, spec: str) -> tuple[str, str] | None:
+        if spec in self.directory:
+            return spec, self.directory[spec]
+        of_class = sorted((a for a, klass in self.directory.items() if klass == spec), key=_index)
+        return (of_class[0], spec) if of_class else None
+
+    def resolve(self, target: str) -> tuple[str, str]:
+        spec = target.strip()
+        if spec.lower().startswith("agent "):
+            spec = spec[6:].strip()
+        found = self._lookup(spec)
+        if found is None:
+            self._refresh()
+            found = self._lookup(spec)
+        if found is None:
+            raise PlaybooksError(f"no agent {target!r} in this run (agents: {', '.join(sorted(self.directory))})")
+        return found
+
+    def find(self, klass: str) -> str | None:
+        self._refresh()
+        found = self._lookup(klass)
+        return found[0] if found else None
+
+    def new_agent_id(self, klass: str) -> str:
+        # Allocated before the creating call is recorded: a crash in between leaves a gap in the numbering,
+        # never two agents with one id.
+        index = self.client.hincrby(self.keys.run(self.run_id), "agent_index", 1)
+        return agent_id_for(klass, int(index), self.run_id)
+
+    async def receive(self, agent: Agent, source: str) -> dict[str, str]:
+        linger = self.task.executor.settings.cluster.message_linger_s
+        deadline = time.monotonic() + linger
+        mailbox = self.keys.mailbox(agent.id)
+        while True:
+            for i, message in enumerate(self.pending):
+                if matches(message, source):
+                    del self.pending[i]
+                    self.taken.add(message["id"])
+                    return message
+            runtime = agent.runtime
+            if runtime.stop_reason is not None:
+                raise runtime.stop_reason()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 and self.read_once:
+                if self.task.park("waiting", source.strip() or "*", self.last_id) != 0:
+                    raise Parked(source)
+                deadline = time.monotonic() + linger  # something arrived while parking: read it
+                remaining = linger
+            block_ms = max(1, round(min(max(remaining, 0), 0.25) * 1000))
+            reply = await asyncio.to_thread(self.client.xread, {mailbox: self.last_id}, count=100, block=block_ms)
+            self.read_once = True
+            for _stream, entries in reply or ():
+                for entry_id, fields in entries:
+                    self.last_id = _text(entry_id)
+                    message = json.loads(fields[b"message"])
+                    if message["id"] not in self.taken:
+                        self.pending.append(message)
+
+
+class AgentTask:
+    """One task of one agent of a spread run: own it, replay its journal, run it until it parks or ends."""
+
+    def __init__(self, executor: Executor, agent_id: str) -> None:
+        self.executor = executor
+        self.agent_id = agent_id
+        self.run_id = unit_run(agent_id)
+        self.ownership: Ownership | None = None
+        self.runtime: Runtime | None = None
+        self.unit: dict[str, Any] = {}
+
+    def execute(self) -> str:
+        executor, store = self.executor, self.executor.store
+        try:
+            run = store.get(self.run_id)
+        except RunNotFound:
+            return "dropped: no such run"
+        if run.state not in ("queued", "running", "waiting"):
+            return f"dropped: run is {run.state}"
+        try:
+            self.ownership = store.acquire(self.agent_id)
+        except NotRunnable as exc:
+            if not executor._take_from_dead_local_holder(self.agent_id):
+                return f"dropped: {exc.message}"
+            return self.execute()
+        try:
+            return self._run(run)
+        finally:
+            store.release(self.agent_id)
+
+    def _run(self, run: RunRecord) -> str:
+        from playbooks_worker.cluster.executor import ClusterIO, Executor
+
+        executor, client, k = self.executor, self.executor.client, self.executor.keys
+        assert self.ownership is not None
+        pipe = client.pipeline(transaction=False)
+        pipe.hmget(k.run(self.agent_id), "json", "clean")
+        pipe.hset(k.run(self.agent_id), "clean", "0")
+        (raw, clean), _ = pipe.execute()
+        self.unit = json.loads(raw)
+        announce = clean == b"0"  # its last task ended without parking: a crash or a handoff
+        program = executor.program(run)
+        io = ClusterIO(client, k, self.run_id)
+        provider = executor.provider.fenced(self.ownership.epoch, unit=self.agent_id)
+        skip = [tuple(span) for span in self.unit.get("skip", [])]
+        while True:
+            records = [r for r in provider.read_journal_sync(self.agent_id)
+                       if not any(a <= r["metadata"]["counter"] <= b for a, b in skip)]
+            last_counter = max((r["metadata"]["counter"] for r in provider.read_journal_sync(self.agent_id)),
+                               default=0)
+            if announce:
+                if records:
+                    io.found_checkpoint(self.agent_id, records[-1])
+                else:
+                    io.no_checkpoints(self.agent_id)
+            taken = {r["result"]["id"] for r in records
+                     if r["metadata"]["kind"] == "receive" and isinstance(r["result"], dict)}
+            # Unique within the agent, and roughly ordered across agents (the run has no shared counter).
+            seq = itertools.count(max([time.time_ns() // 1000, *(r["metadata"]["seq"] + 1 for r in records)]))
+            runtime = Runtime(program, run_id=self.run_id, attempt=self.ownership.epoch, provider=provider, io=io,
+                              journals={self.agent_id: AgentJournal(records, last_counter + 1)},
+                              next_seq=seq.__next__, settings=executor.settings, peers=SpreadPeers(self, taken))
+            runtime.on_agent = self._hook
+            self.runtime = runtime
+
+            def stop(reason: Any, runtime: Runtime = runtime) -> None:
+                runtime.stop_reason = reason
+
+            self.ownership.stop = stop
+            if Executor.draining.is_set():
+                runtime.stop_reason = Handoff
+            unit = self.unit
+            try:
+                result = asyncio.run(runtime.run_agent(self.agent_id, unit["klass"], unit.get("kwargs") or {},
+                                                       bool(unit.get("entry")),
+                                                       run.args if unit.get("first") else None))
+            except Parked:
+                return "parked"
+            except InputUnavailable:
+                if self.park("waiting", "user", "") == 0:
+                    announce = False
+                    continue  # the answer came while parking: go on with it
+                return "waiting"
+            except ProgramEnd:
+                self.unit["result"] = None
+                self._end_run("succeeded")
+                self.park("done", "", "")
+                return "ended the run"
+            except Fenced:
+                return "fenced"
+            except Handoff:
+                self._requeue()
+                io.status(f"↪️  Worker {executor.store.owner} is shutting down: agent {self.agent_id} continues "
+                          "on another worker")
+                return "handed_off"
+            except Cancelled:
+                return "cancelled"
+            except Divergence as div:
+                self._fail(NonDeterminismError(
+                    f"replay of agent {self.agent_id} diverged at checkpoint {div.checkpoint_id} ({div.statement}): "
+                    f"the journal recorded {div.expected}, but the program now calls {div.got}",
+                    hint="an agent of a spread run resumes only the program it started with"), runtime)
+                return "failed"
+            except Exception as exc:
+                self._fail(exc, runtime)
+                return "failed"
+            self.unit["result"] = None if result is None else repr(result)[:500]
+            self.park("done", "", "")
+            return "done"
+
+    def _hook(self, agent: Agent) -> None:
+        agent.journal.on_effects = self._enqueue
+
+    def _enqueue(self, agent_ids: list[str]) -> None:
+        for agent_id in agent_ids:
+            self.executor.enqueue(agent_id)
+
+    def park(self, state: str, waiting_for: str, last_id: str) -> int:
+        """PARK (scripts.py); acts on the run-level outcome. Returns its code (0 = keep going)."""
+        executor, client, k = self.executor, self.executor.client, self.executor.keys
+        assert self.ownership is not None
+        while True:
+            units = [_text(u) for u in client.smembers(k.units(self.run_id))]
+            code = int(executor.store.scripts.park(
+                keys=[k.run(self.agent_id), k.epoch(self.agent_id), k.lease(self.agent_id), k.run(self.run_id),
+                      k.mailbox(self.agent_id), k.inbox(self.run_id), k.units(self.run_id),
+                      *(k.run(u) for u in units)],
+                args=[self.ownership.epoch, state, waiting_for, last_id, json.dumps(self.unit, default=repr),
+                      self.ownership.lease_value]))
+            if code != -3:
+                break
+        if code == -1:
+            raise Fenced(self.agent_id, self.ownership.epoch)
+        if code == 0:
+            return 0
+        # Parked: this task writes nothing more, and its lease is gone.
+        executor.store.owned.pop(self.agent_id, None)
+        client.hset(k.run(self.agent_id), "clean", "1")
+        if self.runtime is not None:
+            self.runtime.stop_reason = lambda: Parked(waiting_for)
+        if code == 2:
+            self._end_run("succeeded", already_ended=True)
+        elif code == 3:
+            self._run_waits()
+        return code
+
+    def _requeue(self) -> None:
+        executor, k = self.executor, self.executor.keys
+        assert self.ownership is not None
+        executor.store.scripts.save_run(
+            keys=[k.run(self.agent_id), k.epoch(self.agent_id), k.lease(self.agent_id), k.inbox(self.run_id)],
+            args=[self.ownership.epoch, json.dumps(self.unit, default=repr), "queued", "0", "1"])
+        executor.store.owned.pop(self.agent_id, None)
+        executor.enqueue(self.agent_id)
+
+    def _fail(self, exc: BaseException, runtime: Runtime) -> None:
+        failing = _failing_checkpoint(exc)
+        if failing is not None:
+            # Resuming retries the call that failed: its record, and any written after it, are skipped.
+            _, counter = parse_record_id(failing[0])
+            agent = runtime.agents.get(self.agent_id)
+            last = agent.journal.next_counter - 1 if agent is not None else counter
+            self.unit.setdefault("skip", []).append([counter, last])
+        self.unit["failed"] = f"{type(exc).__name__}: {exc}"
+        try:
+            self.park("failed", "", "")
+        except Fenced:
+            return
+        self._end_run("failed", exc)
+
+    def _run_waits(self) -> None:
+        """Every agent is done or waiting, and one waits for the user: the run waits for input."""
+        store = self.executor.store
+        run = store.get(self.run_id)
+        run.state, run.waiting_for = "waiting", "user"
+        store.save(run)  # input that arrived meanwhile makes it queued instead, and enqueues it
+        if run.state == "waiting":
+            self._report(run, RunOutcome(run, "waiting"))
+
+    def _end_run(self, state: str, error: BaseException | None = None, *, already_ended: bool = False) -> None:
+        executor, client, k = self.executor, self.executor.client, self.executor.keys
+        if not already_ended and not client.hsetnx(k.run(self.run_id), "ended", "1"):
+            return  # another agent ended it first
+        store = executor.store
+        run = store.get(self.run_id)
+        if run.state in ("succeeded", "failed", "cancelled"):
+            return
+        units = sorted((_text(u) for u in client.smembers(k.units(self.run_id))), key=_index)
+        pipe = client.pipeline(transaction=False)
+        for agent_id in units:
+            pipe.hget(k.run(agent_id), "json")
+        infos = [json.loads(raw) for raw in pipe.execute() if raw]
+        run.agents = [{"agent_id": i["agent_id"], "klass": i["klass"]} for i in infos]
+        first = next((i for i in infos if i.get("first")), None)
+        if first is not None and first["agent_id"] == self.agent_id:
+            first = self.unit
+        run.result = first.get("result") if first else None
+        run.state, run.worker = state, None
+        run.error = None if error is None else f"{type(error).__name__}: {error}"
+        store.save(run)
+        self._report(run, RunOutcome(run, state, error=error))
+
+    def _report(self, run: RunRecord, outcome: RunOutcome) -> None:
+        from playbooks_worker.cluster.executor import ClusterIO
+
+        io = ClusterIO(self.executor.client, self.executor.keys, self.run_id)
+        program = self.executor.program(run) if outcome.status == "failed" else None
+        self.executor._report(io, outcome, program)
+
+
+def agent_rows(executor_or_client: Any, keys: Any, run_id: str) -> list[dict[str, Any]]:
+    """Every agent of a spread run: its state, the worker it runs on, what it waits for (for `status`)."""
+    client = executor_or_client
+    units = sorted((_text(u) for u in client.smembers(keys.units(run_id))), key=_index)
+    pipe = client.pipeline(transaction=False)
+    for agent_id in units:
+        pipe.hmget(keys.run(agent_id), "state", "waiting_for", "json", "failovers")
+        pipe.get(keys.lease(agent_id))
+    replies = pipe.execute()
+    rows = []
+    for i, agent_id in enumerate(units):
+        (state, waiting_for, raw, failovers), lease = replies[2 * i], replies[2 * i + 1]
+        info = json.loads(raw) if raw else {}
+        state_text = _text(state or b"")
+        rows.append({
+            "agent_id": agent_id,
+            "klass": info.get("klass", ""),
+            "state": state_text,
+            "worker": _text(lease).split(" ")[0] if lease else None,
+            "waiting_for": (_text(waiting_for) or None) if state_text == "waiting" and waiting_for else None,
+            "failovers": int(failovers or 0),
+            "error": info.get("failed"),
+        })
+    return rows
