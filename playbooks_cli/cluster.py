@@ -31,14 +31,15 @@ def _client(config_file: str | None, broker: str | None) -> Any:
     return ClusterClient(settings)
 
 
-def follow(client: Any, run_id: str, inputs: Iterable[str] = (), as_json: bool = False) -> int:
+def follow(client: Any, run_id: str, inputs: Iterable[str] = (), as_json: bool = False, snoop: bool = False) -> int:
     """Print the run's output (stdout) and status (stderr) until it ends; answer input prompts.
 
-    With `as_json` every event is a JSON line on stdout instead. Returns the exit code: 0 succeeded,
-    1 failed or cancelled, 3 waiting for input that cannot come. On a terminal, a live status line.
+    With `snoop`, messages between agents too (stderr, as a local run prints them). With `as_json` every event
+    is a JSON line on stdout instead. Returns the exit code: 0 succeeded, 1 failed or cancelled, 3 waiting for
+    input that cannot come. On a terminal, a live status line.
     """
     with _status_line(client, run_id) or contextlib.nullcontext():
-        return _follow(client, run_id, inputs, as_json)
+        return _follow(client, run_id, inputs, as_json, snoop)
 
 
 def _status_line(client: Any, run_id: str) -> Any:
@@ -68,7 +69,7 @@ def _status_line(client: Any, run_id: str) -> Any:
     return line
 
 
-def _follow(client: Any, run_id: str, inputs: Iterable[str], as_json: bool) -> int:
+def _follow(client: Any, run_id: str, inputs: Iterable[str], as_json: bool, snoop: bool) -> int:
     answers = collections.deque(inputs)
     for event in client.events(run_id):
         kind = event.get("type")
@@ -80,6 +81,8 @@ def _follow(client: Any, run_id: str, inputs: Iterable[str], as_json: bool) -> i
             sys.stdout.flush()
         elif kind == "status" and not as_json:
             status(event["text"])
+        elif kind == "message" and snoop and not as_json:
+            status(snoop_line(event))
         elif kind == "end":
             state = event.get("state")
             if not _still(client, run_id, state):
@@ -96,6 +99,13 @@ def _follow(client: Any, run_id: str, inputs: Iterable[str], as_json: bool) -> i
                     status(f"   {event['hint']}")
             return {"succeeded": 0, "waiting": 3}.get(state, 1)
     return 1
+
+
+def snoop_line(event: dict[str, Any]) -> str:
+    """A message between agents, in the line format of a local run's --snoop (console.py)."""
+    from playbooks_worker.messages import short
+
+    return f"📨 {event['from']} → {event['to']}: {short(str(event['text']), 200)}"
 
 
 def _still(client: Any, run_id: str, state: str | None) -> bool:
@@ -127,16 +137,17 @@ def _next_answer(answers: collections.deque[str]) -> str | None:
 @click.command()
 @click.argument("run_id")
 @click.option("--input", "inputs", multiple=True, metavar="TEXT", help="Answers for the run's questions.")
+@click.option("--snoop", is_flag=True, help="Show messages between agents (on stderr).")
 @config_option
 @broker_option
 @json_option
 @handle_errors
-def attach(run_id: str, inputs: tuple[str, ...], config_file: str | None, broker: str | None,
+def attach(run_id: str, inputs: tuple[str, ...], snoop: bool, config_file: str | None, broker: str | None,
            as_json: bool) -> None:
     """Follow a cluster run: its output so far, then live, until it ends."""
     client = _client(config_file, broker)
     client.store.get(run_id)
-    sys.exit(follow(client, run_id, inputs, as_json=as_json))
+    sys.exit(follow(client, run_id, inputs, as_json=as_json, snoop=snoop))
 
 
 @click.command()

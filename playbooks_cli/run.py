@@ -51,7 +51,7 @@ def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: s
     if settings.cluster_mode:
         parsed = load_program(program)
         sys.exit(run_on_cluster(settings, parsed, program, entry_arguments(parsed, ctx.args), resume,
-                                from_checkpoint, inputs, detach, as_json))
+                                from_checkpoint, inputs, detach, as_json, snoop))
     if detach:
         raise click.UsageError("--detach needs cluster mode: set [cluster] broker_url or PLAYBOOKS_BROKER_URL")
     if (resume is not None or from_checkpoint) and not settings.durability.enabled:
@@ -108,7 +108,8 @@ def run(ctx: click.Context, program: str, resume: str | None, from_checkpoint: s
 
 
 def run_on_cluster(settings: Any, program: Any, display: str, args: dict[str, Any], resume: str | None,
-                   from_checkpoint: str | None, inputs: tuple[str, ...], detach: bool, as_json: bool = False) -> int:
+                   from_checkpoint: str | None, inputs: tuple[str, ...], detach: bool, as_json: bool = False,
+                   snoop: bool = False) -> int:
     """Submit (or resubmit) the run to the cluster's queue and follow it; returns the exit code."""
     from playbooks_cli.cluster import follow
     from playbooks_worker.cluster.client import ClusterClient
@@ -134,7 +135,7 @@ def run_on_cluster(settings: Any, program: Any, display: str, args: dict[str, An
         click.echo(json.dumps({"run_id": run.run_id, "state": run.state}) if as_json else run.run_id)
         status(f"   Follow it with: playbooks attach {run.run_id}")
         return 0
-    return follow(client, run.run_id, inputs, as_json=as_json)
+    return follow(client, run.run_id, inputs, as_json=as_json, snoop=snoop)
 
 
 def entry_arguments(program: Any, extra: list[str]) -> dict[str, Any]:

@@ -25,6 +25,8 @@ def shown_state(run: Any, store: Any) -> str:
         return str(run.state)
     if hasattr(store, "is_locked"):
         return "running" if store.is_locked(run.run_id) else "interrupted"
+    if run.spread:
+        return "running"  # its agents hold leases of their own, not the run: `status` shows each
     return "running" if store.client.exists(store.keys.lease(run.run_id)) else "running (lease expired)"
 
 
@@ -85,6 +87,23 @@ def runs(show_all: bool, config_file: str | None, broker: str | None, as_json: b
                    f"{row['program']}")
 
 
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def spread_agents(run: Any, store: Any) -> list[dict[str, Any]]:
+    """Every agent of a spread run (agents it created too) with its own state, worker, what it waits for."""
+    from playbooks_worker.cluster.spread import agent_rows
+
+    rows = agent_rows(store.client, store.keys, run.run_id)
+    for row in rows:
+        if row["state"] in ("queued", "running") and not row["worker"]:
+            if run.state in FINISHED:
+                row["state"] = "stopped"  # the run ended (EndProgram, a failure, cancel) before this agent did
+            elif row["state"] == "running":
+                row["state"] = "running (lease expired)"  # its worker is gone: it fails over
+    return rows or [dict(agent) for agent in run.agents]
+
+
 @click.command()
 @click.argument("run_id")
 @config_option
@@ -93,11 +112,17 @@ def runs(show_all: bool, config_file: str | None, broker: str | None, as_json: b
 @handle_errors
 def status(run_id: str, config_file: str | None, broker: str | None, as_json: bool) -> None:
     """Show one run: state, attempts, agents and their last checkpoints."""
-    runner = backend(settings_from(config_file, broker))
+    settings = settings_from(config_file, broker)
+    runner = backend(settings)
     store, provider = runner.runs, runner.provider
     run = store.get(run_id)
     summary = run_summary(run, store)
     summary["attempt_log"] = [vars(a) for a in run.attempts]
+    cluster = bool(settings.cluster_mode)
+    if cluster:
+        summary["spread"] = run.spread
+        if run.spread:
+            summary["agents"] = spread_agents(run, store)
     for agent in summary["agents"]:
         ids = provider.ids_sync(agent["agent_id"])
         agent["checkpoints"] = len(ids)
@@ -108,7 +133,7 @@ def status(run_id: str, config_file: str | None, broker: str | None, as_json: bo
     if sys.stdout.isatty():
         from playbooks_cli.views import print_rich, status_view
 
-        print_rich(status_view(summary))
+        print_rich(status_view(summary, cluster=cluster))
         return
     click.echo(f"Run       {run.run_id}  ({summary['state']})")
     click.echo(f"Program   {run.program}")
@@ -126,5 +151,21 @@ def status(run_id: str, config_file: str | None, broker: str | None, as_json: bo
         ended = f", {attempt.outcome}" if attempt.outcome else ""
         click.echo(f"Attempt {attempt.number} on {attempt.host} pid {attempt.pid}, {ago(attempt.started_at)}{ended}")
     for agent in summary["agents"]:
-        click.echo(f"Agent     {agent['agent_id']} ({agent['klass']}): {agent['checkpoints']} checkpoints, "
+        doing = f"{agent_phrase(summary, agent)}; " if cluster else ""
+        click.echo(f"Agent     {agent['agent_id']} ({agent['klass']}): {doing}{agent['checkpoints']} checkpoints, "
                    f"last {agent['last_checkpoint']}")
+
+
+def agent_phrase(summary: dict[str, Any], agent: dict[str, Any]) -> str:
+    """`running on host:pid`, `waiting for message from agent pinger_1_…`, `done, 1 failover`."""
+    from playbooks_cli.views import agent_view, waits_for_text
+
+    view = agent_view(summary, agent)
+    phrase = view["state"]
+    if view["worker"]:
+        phrase += f" on {view['worker']}"
+    if view["waiting_for"]:
+        phrase += f" for {waits_for_text(view['waiting_for'])}"
+    if view["failovers"]:
+        phrase += f", {view['failovers']} failover{'s' if view['failovers'] != 1 else ''}"
+    return phrase

@@ -11,7 +11,8 @@ from typing import Any
 
 STATE_STYLES = {
     "succeeded": "green", "failed": "red", "cancelled": "magenta", "waiting": "yellow", "queued": "cyan",
-    "running": "bold blue", "interrupted": "yellow", "running (lease expired)": "bold red",
+    "running": "bold blue", "interrupted": "yellow", "running (lease expired)": "bold red", "done": "green",
+    "stopped": "magenta",
 }
 
 
@@ -91,7 +92,69 @@ def workers_table(workers: list[dict[str, Any]], *, now: float | None = None) ->
     return table
 
 
-def status_view(summary: dict[str, Any]) -> Any:
+def waits_for_text(spec: str | None) -> str:
+    """What an agent waits for, from its unit's `waiting_for`: 'user', '*', or a WaitForMessage source."""
+    if not spec:
+        return "-"
+    if spec == "user":
+        return "user input"
+    if spec == "*":
+        return "any message"
+    return f"message from {spec}"
+
+
+def agent_view(summary: dict[str, Any], agent: dict[str, Any]) -> dict[str, Any]:
+    """An agent of a cluster run as `status` shows it: state, worker, what it waits for, failovers.
+
+    A spread run's agent has these of its own (runs.py puts them in its row, and `status --json` shows them).
+    The agents of any other run share the run's state, its worker while it runs and its failovers; which of
+    them waits, and for what, is not recorded.
+    """
+    if "state" in agent:
+        return {"state": str(agent["state"]), "worker": agent.get("worker"), "waiting_for": agent.get("waiting_for"),
+                "failovers": int(agent.get("failovers") or 0)}
+    state = str(summary["state"])
+    return {"state": state, "worker": summary.get("worker") if state == "running" else None, "waiting_for": None,
+            "failovers": int(summary.get("failovers") or 0)}
+
+
+AGENT_COLUMNS = ("AGENT", "CLASS", "CHECKPOINTS", "LAST CHECKPOINT")
+CLUSTER_AGENT_COLUMNS = ("AGENT", "CLASS", "STATE", "WORKER", "WAITING FOR", "FAILOVERS", "CHECKPOINTS",
+                         "LAST CHECKPOINT")
+
+
+def agents_table(summary: dict[str, Any], *, cluster: bool) -> Any:
+    """The agents of `status`; in cluster mode with where each runs and what it waits for."""
+    from rich.table import Table
+
+    columns = CLUSTER_AGENT_COLUMNS if cluster else AGENT_COLUMNS
+    table = Table(title="Agents", title_justify="left", header_style="bold")
+    for column in columns:
+        if not cluster:
+            table.add_column(column, no_wrap=column != "LAST CHECKPOINT")
+            continue
+        # Eight columns rarely fit in 80: ids fold rather than lose their ends, and no column shrinks to nothing.
+        table.add_column("LAST" if column == "LAST CHECKPOINT" else column, overflow="fold",
+                         min_width=6 if column in ("AGENT", "WAITING FOR", "LAST CHECKPOINT") else None)
+    for agent in summary["agents"]:
+        view = agent_view(summary, agent) if cluster else {}
+        cells = {
+            "AGENT": agent["agent_id"],
+            "CLASS": agent["klass"],
+            "STATE": _state(view.get("state", "")),
+            "WORKER": view.get("worker") or "-",
+            "WAITING FOR": waits_for_text(view.get("waiting_for")),
+            "FAILOVERS": str(view.get("failovers", 0)),
+            "CHECKPOINTS": str(agent.get("checkpoints", "")),
+            "LAST CHECKPOINT": str(agent.get("last_checkpoint") or "-"),
+        }
+        if cluster:  # in the agent's row its id says nothing more: `ckpt_7`
+            cells["LAST CHECKPOINT"] = cells["LAST CHECKPOINT"].removeprefix(f"{agent['agent_id']}_")
+        table.add_row(*(cells[c] for c in columns))
+    return table
+
+
+def status_view(summary: dict[str, Any], *, cluster: bool = False) -> Any:
     """`playbooks status RUN_ID` on a terminal: the run, then its attempts and agents as tables."""
     from rich.console import Group
     from rich.table import Table
@@ -122,13 +185,7 @@ def status_view(summary: dict[str, Any]) -> Any:
                              ago(attempt["started_at"]), _state(attempt.get("outcome") or "-"))
         parts.append(attempts)
     if summary.get("agents"):
-        agents = Table(title="Agents", title_justify="left", header_style="bold")
-        for column in ("AGENT", "CLASS", "CHECKPOINTS", "LAST CHECKPOINT"):
-            agents.add_column(column, no_wrap=column != "LAST CHECKPOINT")
-        for agent in summary["agents"]:
-            agents.add_row(agent["agent_id"], agent["klass"], str(agent.get("checkpoints", "")),
-                           str(agent.get("last_checkpoint") or "-"))
-        parts.append(agents)
+        parts.append(agents_table(summary, cluster=cluster))
     return Group(*parts)
 
 

@@ -206,7 +206,10 @@ class Executor:
         program = None
         try:
             program = self.program(run)
-            if run.spread or (self.settings.cluster.spread_agents and spread.should_spread(program)):
+            # Decided at a run's first execution: a run begun with its agents together stays so (its messages
+            # are in its journals, not in mailbox streams).
+            if run.spread or (not run.attempts and self.settings.cluster.spread_agents
+                              and spread.should_spread(program)):
                 return spread.start(self, run, program, io)
             runner = ClusterRunner(self.settings, io, self.provider, self.store)
             outcome = asyncio.run(runner.execute(program, run))

@@ -24,6 +24,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from playbooks_worker.checkpoints.provider import parse_record_id
 from playbooks_worker.cluster.keys import unit_run
 from playbooks_worker.cluster.store import NotRunnable, Ownership
@@ -56,8 +58,9 @@ _SELF_NAMES = frozenset({"self", "agent"})
 
 def should_spread(program: Program) -> bool:
     """Whether the run's agents may each be a task of their own: a multi-agent program whose agents only
-    talk by messages. A program whose code calls another agent's playbooks (`await other.GetTaxRate()`), or
-    whose LLM playbooks might, keeps its agents in one task, where such a call is a leaf of the caller."""
+    talk by messages. A program whose code calls another agent's playbooks (`await other.GetTaxRate()`) or
+    reads its state, or whose LLM playbooks might, keeps its agents in one task, where such a call is a leaf
+    of the caller."""
     agents = [a for a in program.agents if a.kind == "AI"]
     if len(agents) < 2:
         return False
@@ -80,8 +83,9 @@ def _calls_foreign(code: str, foreign: set[str]) -> bool:
     except SyntaxError:
         return True  # the run reports it; it must not be spread on a guess
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in foreign
-                and not (isinstance(node.func.value, ast.Name) and node.func.value.id in _SELF_NAMES)):
+        if not isinstance(node, ast.Attribute) or (isinstance(node.value, ast.Name) and node.value.id in _SELF_NAMES):
+            continue
+        if node.attr == "state" or node.attr in foreign:  # another agent's state, or a call of its playbook
             return True
     return False
 
@@ -273,6 +277,17 @@ class AgentTask:
             return self.execute()
         try:
             return self._run(run)
+        except redis.RedisError:
+            raise  # Redis down or cut off: the lease lapses and a reaper re-enqueues the agent once it is back
+        except Exception as exc:
+            # Not the program's failure (the runtime's outcomes are handled in _run): the program no longer
+            # parses, or a fault of this runtime. Ending the run beats failing over into the same fault forever.
+            if not isinstance(exc, PlaybooksError):
+                log.exception("agent %s: internal error", self.agent_id)
+                exc = PlaybooksError(f"internal error in playbooks-worker: {type(exc).__name__}: {exc}",
+                                     hint="please report it with the worker's log")
+            self._end_run("failed", exc)
+            return "failed"
         finally:
             store.release(self.agent_id)
 
@@ -292,10 +307,9 @@ class AgentTask:
         provider = executor.provider.fenced(self.ownership.epoch, unit=self.agent_id)
         skip = [tuple(span) for span in self.unit.get("skip", [])]
         while True:
-            records = [r for r in provider.read_journal_sync(self.agent_id)
-                       if not any(a <= r["metadata"]["counter"] <= b for a, b in skip)]
-            last_counter = max((r["metadata"]["counter"] for r in provider.read_journal_sync(self.agent_id)),
-                               default=0)
+            journal = provider.read_journal_sync(self.agent_id)
+            records = [r for r in journal if not any(a <= r["metadata"]["counter"] <= b for a, b in skip)]
+            last_counter = journal[-1]["metadata"]["counter"] if journal else 0
             if announce:
                 if records:
                     io.found_checkpoint(self.agent_id, records[-1])

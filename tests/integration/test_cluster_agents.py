@@ -267,3 +267,50 @@ def test_a_failing_agent_fails_the_run_and_resume_retries_its_call(cluster: Clus
     assert resumed.returncode == 0, resumed
     assert resumed.out[-1] == "Hello, BOB!"
     assert cluster.said(run_id) == ["What's your name?", "Hello, BOB!"]  # nothing said twice
+
+
+def holders(cluster: Cluster, run_id: str) -> dict[str, int]:
+    """agent id -> pid of the worker process executing it now."""
+    found = {}
+    for agent_id in journals(cluster, run_id):
+        lease = cluster.client.get(f"{PREFIX}:{{{run_id}}}:lease:{agent_id}")
+        if lease is not None:
+            found[agent_id] = int(lease.decode().split(" ")[0].rpartition(":")[2])
+    return found
+
+
+def test_sigterm_hands_a_conversation_off_to_another_worker(cluster: Cluster) -> None:
+    first = cluster.worker(concurrency=2)
+    follower = cluster.follow("run", pingpong(cluster, rounds=20, delay=0.1))
+    run_id = follower.run_id()
+    wait_until(lambda: len(cluster.effects("Note")) >= 3, 20, "a few rounds")
+    second = cluster.worker(concurrency=2)
+    assert first.pid in holders(cluster, run_id).values()
+
+    first.kill(signal.SIGTERM)
+    first.process.wait(timeout=15)  # it hands its agents off instead of waiting for the conversation to end
+    result = follower.wait(timeout=60)
+
+    assert result.returncode == 0, (result, first.output())
+    assert result.out == ["final 20"]
+    assert any("continues on another worker" in line for line in result.err)
+    assert_each_message_once(cluster, run_id, 20)
+    assert second.alive()
+
+
+def test_cancel_stops_every_agent_of_a_spread_run(cluster: Cluster) -> None:
+    cluster.worker(concurrency=2)
+    follower = cluster.follow("run", pingpong(cluster, rounds=200, delay=0.05))
+    run_id = follower.run_id()
+    wait_until(lambda: len(cluster.effects("Note")) >= 2, 20, "a few rounds")
+
+    cancelled = cluster.pb("cancel", run_id)
+    result = follower.wait(timeout=30)
+
+    assert cancelled.returncode == 0, cancelled
+    assert result.returncode == 1 and "Run cancelled" in result.stderr, result
+    wait_until(lambda: not holders(cluster, run_id), 10, "every agent to stop")
+    notes = len(cluster.effects("Note"))
+    time.sleep(0.5)
+    assert len(cluster.effects("Note")) == notes  # nothing runs any more
+    assert cluster.state(run_id) == "cancelled"
