@@ -124,6 +124,13 @@ def test_agents_of_a_run_are_tasks_of_their_own_and_talk_through_mailboxes(clust
     status = cluster.status(run_id)
     assert status["state"] == "succeeded"
     assert sorted(a["klass"] for a in status["agents"]) == ["Pinger", "Ponger"]
+    # Each agent's journal is inspectable like any run's: the variables as of a checkpoint, by replay.
+    ponger = next(a for a in by_agent if a.startswith("ponger_"))
+    third = next(r for r in by_agent[ponger] if r["metadata"]["kind"] == "receive" and r["result"]["text"] == "2")
+    inspected = cluster.pb("inspect", third["checkpoint_id"], "--json")
+    assert inspected.returncode == 0, inspected
+    frames = inspected.json()["frames"]
+    assert frames and frames[0]["variables"].get("message") == "'2'", frames
 
 
 def test_an_agent_waiting_for_a_message_frees_its_worker(cluster: Cluster) -> None:
