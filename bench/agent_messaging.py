@@ -373,16 +373,15 @@ def bench(args: Any, root: Path) -> Figure:
         finally:
             echo.close()
     ratios = cols.pop("ratio")
-    # Plain values for the JSON report (Figure summarizes every list as numbers).
-    pids = cols.pop("pids")
-    cols["pids"] = {"pinger": [p for p, _ in pids], "ponger": [q for _, q in pids]}  # type: ignore[assignment]
-    per_rep = cols.pop("calls", [])
+    # Figure summarizes every list of details as numbers: the pids and the per-command counts go in as dicts.
+    pids, per_rep = cols.pop("pids"), cols.pop("calls", [])
+    details: dict[str, Any] = {**cols, "rounds": args.rounds, "skip": args.skip, "raw_rounds": args.raw,
+                               "reps": args.reps}
+    details["pids"] = {"pinger": [p for p, _ in pids], "ponger": [q for _, q in pids]}
     names = {name for rep in per_rep for name in rep}
-    cols["calls"] = {n: statistics.median(rep.get(n, 0.0) for rep in per_rep) for n in names}  # type: ignore[assignment]
+    details["calls"] = {n: statistics.median(rep.get(n, 0.0) for rep in per_rep) for n in names}
     return Figure(benchmark="agent_messaging", figure="agent message RTT / raw Redis stream RTT", unit="x",
-                  direction="<=", goal=GOAL, must=GOAL, values=ratios,
-                  details={**cols, "rounds": args.rounds, "skip": args.skip, "raw_rounds": args.raw,
-                           "reps": args.reps})
+                  direction="<=", goal=GOAL, must=GOAL, values=ratios, details=details)
 
 
 def report(fig: Figure) -> str:
