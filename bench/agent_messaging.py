@@ -15,8 +15,8 @@ both processes, at µs resolution (stream entry ids would give ms, too coarse fo
 figure is the median period between consecutive sends of the Pinger over the steady-state rounds (the first
 SKIP rounds are dropped: task pickup, imports). Matching each message's id across the two journals splits a
 round into four legs: two deliveries (the sender's checkpoint — one Lua call that also XADDs the message — then
-the receiver's XREAD BLOCK returning in a thread and the hop back to its event loop) and two turnarounds (the
-receiver's checkpoint of the message it took, then its code up to the next send).
+the receiver's XREAD BLOCK returning) and two turnarounds (the receiver's code up to its next send; the record of
+the message it took is written in the same Lua call as that send, journal.py `defer_receives`).
 
 While a run goes on the bench samples, every SAMPLE_S, the workers' and redis-server's CPU time (/proc) and
 redis-server's INFO commandstats: per-round CPU and Redis commands over the steady state.
@@ -405,9 +405,9 @@ def report(fig: Figure) -> str:
         "",
         "where an agent round goes (ms, medians; one clock for both processes):",
         f"  Pinger send -> Ponger receive  {ms('p_to_q'):>6}  delivery: the sender's checkpoint (one Lua call, "
-        "with the XADD), the receiver's XREAD returning, its thread hop",
-        f"  Ponger receive -> send         {ms('q_turn'):>6}  turnaround: the receiver's checkpoint of what it "
-        "took, its code",
+        "with the XADD), the receiver's XREAD returning",
+        f"  Ponger receive -> send         {ms('q_turn'):>6}  turnaround: the receiver's code (the record of what it "
+        "took goes with its next checkpoint)",
         f"  Ponger send -> Pinger receive  {ms('q_to_p'):>6}  delivery",
         f"  Pinger receive -> send         {ms('p_turn'):>6}  turnaround",
         f"  (a send's checkpoint, from its record to the sender's next leaf: {ms('send_ckpt')}; a raw delivery: "

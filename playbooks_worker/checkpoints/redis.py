@@ -74,7 +74,8 @@ class RedisCheckpointProvider(CheckpointProvider):
     # -- the five methods ------------------------------------------------------------------------------
 
     def write_sync(self, record: dict[str, Any], *, event: dict[str, Any] | None = None,
-                   consume_input: bool = False) -> None:
+                   consume_input: bool = False, earlier: dict[str, Any] | None = None) -> None:
+        """`earlier`: a record of the same agent written in the same atomic write (a deferred receive)."""
         ckpt_id = record["checkpoint_id"]
         agent_id, counter = parse_record_id(ckpt_id)
         run_id = run_id_of_agent(agent_id)
@@ -84,12 +85,20 @@ class RedisCheckpointProvider(CheckpointProvider):
             keys=[k.epoch(self.unit or run_id), k.journal(run_id, agent_id), k.agents(run_id), k.events(run_id),
                   k.inbox(run_id)],
             args=["" if self.epoch is None else str(self.epoch), counter, blob, agent_id,
-                  json.dumps(event, default=str) if event is not None else "", "1" if consume_input else "0"],
+                  json.dumps(event, default=str) if event is not None else "", "1" if consume_input else "0",
+                  *self._earlier(earlier)],
         )
         self._check(result, ckpt_id, run_id)
 
+    def _earlier(self, earlier: dict[str, Any] | None) -> list[Any]:
+        if earlier is None:
+            return []
+        return [parse_record_id(earlier["checkpoint_id"])[1],
+                encode_record(self._signer, earlier, max_bytes=self._max_bytes)]
+
     def write_with_effects(self, record: dict[str, Any], effects: list[dict[str, Any]], *,
-                           event: dict[str, Any] | None = None, consume_input: bool = False) -> list[str]:
+                           event: dict[str, Any] | None = None, consume_input: bool = False,
+                           earlier: dict[str, Any] | None = None) -> list[str]:
         """`write_sync`, plus what the recorded call did to other agents of a spread run, in the same atomic
         write: messages it sent (`{"send": message, "snoop": event}`), agents it created (`{"create": unit}`).
         Returns the agents to enqueue: recipients that were waiting, and the agents created."""
@@ -101,7 +110,8 @@ class RedisCheckpointProvider(CheckpointProvider):
         keys = [k.epoch(self.unit or run_id), k.journal(run_id, agent_id), k.agents(run_id), k.events(run_id),
                 k.inbox(run_id)]
         args = ["" if self.epoch is None else str(self.epoch), counter, blob, agent_id,
-                json.dumps(event, default=str) if event is not None else "", "1" if consume_input else "0"]
+                json.dumps(event, default=str) if event is not None else "", "1" if consume_input else "0",
+                *(self._earlier(earlier) or ["", ""])]
         for effect in effects:
             if "send" in effect:
                 message = effect["send"]

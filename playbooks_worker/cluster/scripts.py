@@ -9,10 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 # KEYS: epoch, journal, agents, events, inbox
-# ARGV: epoch ("" = unfenced: local mode), counter, signed record, agent id, event JSON or "", consume "1"/"0"
+# ARGV: epoch ("" = unfenced: local mode), counter, signed record, agent id, event JSON or "", consume "1"/"0",
+#       and optionally the counter and signed record of an earlier record written with it (a deferred receive)
 # -> 1 written | -1 fenced (the run's epoch moved on) | -2 that checkpoint already exists
 APPEND_CHECKPOINT = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if ARGV[7] and ARGV[7] ~= '' then
+  if redis.call('HEXISTS', KEYS[2], ARGV[7]) == 1 then return -2 end
+  redis.call('HSET', KEYS[2], ARGV[7], ARGV[8])
+end
 if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return -2 end
 redis.call('SADD', KEYS[3], ARGV[4])
 if ARGV[5] ~= '' then redis.call('XADD', KEYS[4], '*', 'event', ARGV[5]) end
@@ -24,12 +29,16 @@ return 1
 # on other agents, in the same atomic write, so a message is delivered exactly when its send is recorded and an
 # agent exists exactly when its creation is.
 # KEYS: as APPEND_CHECKPOINT, then two per effect
-# ARGV: as APPEND_CHECKPOINT, then four per effect:
+# ARGV: as APPEND_CHECKPOINT (the earlier record's two given, '' when none), then four per effect:
 #   'send',   message JSON, snoop event JSON, recipient id   KEYS: recipient's mailbox, recipient's unit
 #   'create', unit JSON,    '',               agent id       KEYS: the new agent's unit, the run's units
 # -> {1, agent ids to enqueue (woken recipients, created agents)...} | {-1} fenced | {-2} exists already
 APPEND_WITH_EFFECTS = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
+if ARGV[7] ~= '' then
+  if redis.call('HEXISTS', KEYS[2], ARGV[7]) == 1 then return {-2} end
+  redis.call('HSET', KEYS[2], ARGV[7], ARGV[8])
+end
 if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return {-2} end
 redis.call('SADD', KEYS[3], ARGV[4])
 if ARGV[5] ~= '' then redis.call('XADD', KEYS[4], '*', 'event', ARGV[5]) end
@@ -38,7 +47,7 @@ local reply = {1}
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
 local k = 6
-for a = 7, #ARGV, 4 do
+for a = 9, #ARGV, 4 do
   if ARGV[a] == 'send' then
     redis.call('XADD', KEYS[k], '*', 'message', ARGV[a + 1])
     redis.call('XADD', KEYS[4], '*', 'event', ARGV[a + 2])

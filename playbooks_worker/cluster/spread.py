@@ -240,7 +240,13 @@ class SpreadPeers:
                 deadline = time.monotonic() + linger  # something arrived while parking: read it
                 remaining = linger
             block_ms = max(1, round(min(max(remaining, 0), 0.25) * 1000))
-            reply = await asyncio.to_thread(self.client.xread, {mailbox: self.last_id}, count=100, block=block_ms)
+            if len(asyncio.all_tasks()) <= 1:
+                # The agent's only task: blocking the loop blocks nothing else, and skips a thread hop that
+                # costs more than the read (bench/agent_messaging.py).
+                reply = self.client.xread({mailbox: self.last_id}, count=100, block=block_ms)
+            else:
+                reply = await asyncio.to_thread(self.client.xread, {mailbox: self.last_id}, count=100,
+                                                block=block_ms)
             self.read_once = True
             for _stream, entries in reply or ():
                 for entry_id, fields in entries:
@@ -372,6 +378,12 @@ class AgentTask:
 
     def _hook(self, agent: Agent) -> None:
         agent.journal.on_effects = self._enqueue
+        agent.journal.defer_receives = True
+
+    def _flush(self) -> None:
+        agent = self.runtime.agents.get(self.agent_id) if self.runtime is not None else None
+        if agent is not None:
+            agent.journal.flush()
 
     def _enqueue(self, agent_ids: list[str]) -> None:
         for agent_id in agent_ids:
@@ -381,6 +393,7 @@ class AgentTask:
         """PARK (scripts.py); acts on the run-level outcome. Returns its code (0 = keep going)."""
         executor, client, k = self.executor, self.executor.client, self.executor.keys
         assert self.ownership is not None
+        self._flush()  # a parked agent's journal is complete: `status`, `inspect` and its next task see it all
         while True:
             units = [_text(u) for u in client.smembers(k.units(self.run_id))]
             code = int(executor.store.scripts.park(

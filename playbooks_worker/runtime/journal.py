@@ -53,6 +53,12 @@ class Journal:
         # written with that call's record; and who to tell about the agents to enqueue that write returned.
         self.staged: dict[str, list[dict[str, Any]]] = {}
         self.on_effects: Callable[[list[str]], None] | None = None
+        # Group commit of receives (spread runs): a receive's record is written in the same atomic write as the
+        # agent's next record (or by `flush`). Safe because the message stays in the append-only mailbox
+        # stream until a receive record names it: an agent that dies before then takes the same message
+        # again, and nothing in between was recorded. It halves the writes of a conversation.
+        self.defer_receives = False
+        self.deferred: dict[str, Any] | None = None
 
     def lookup(self, path: str, kind: str, name: str, digest: str, describe: Callable[[], str],
                site: tuple[str, int]) -> dict[str, Any] | None:
@@ -154,6 +160,11 @@ class Journal:
                 self.sink.deliver(output)
         consume = kind == "input"
         write_started = time.perf_counter()
+        if kind == "receive" and self.defer_receives and error is None:
+            self.flush()
+            self.deferred = record
+            self.next_counter = counter + 1
+            return record
         effects = self.staged.pop(path, None)
         try:
             self._write(record, event, consume, effects)
@@ -173,12 +184,20 @@ class Journal:
         self.next_counter = counter + 1
         return record
 
+    def flush(self) -> None:
+        """Write the deferred receive record now (before the agent parks or its task ends)."""
+        if self.deferred is not None:
+            self.provider.write_sync(self.deferred)
+            self.deferred = None
+
     def _write(self, record: dict[str, Any], event: dict[str, Any] | None, consume: bool,
                effects: list[dict[str, Any]] | None) -> None:
+        extra = {} if self.deferred is None else {"earlier": self.deferred}
         if not effects:
-            self.provider.write_sync(record, event=event, consume_input=consume)
-            return
-        woken = self.provider.write_with_effects(record, effects, event=event,  # type: ignore[attr-defined]
-                                                 consume_input=consume)
-        if woken and self.on_effects is not None:
-            self.on_effects(woken)
+            self.provider.write_sync(record, event=event, consume_input=consume, **extra)
+        else:
+            woken = self.provider.write_with_effects(record, effects, event=event,  # type: ignore[attr-defined]
+                                                     consume_input=consume, **extra)
+            if woken and self.on_effects is not None:
+                self.on_effects(woken)
+        self.deferred = None
