@@ -80,3 +80,13 @@ def test_throughput_quick_reports_both_rates() -> None:
     assert result["value"] == pytest.approx(statistics.median(ratios))
     assert details["slow_runs"] > 0 and details["slow_peak_running"] > 0
     assert sum(details["slow_states"].values()) == details["slow_runs"]
+
+
+def test_agent_messaging_quick_measures_agents_on_two_workers() -> None:
+    result = run_quick("agent_messaging.py", 90)
+    check_rounds(result)
+    details = result["details"]
+    pids = details["pids"]
+    assert all(p != q for p, q in zip(pids["pinger"], pids["ponger"], strict=True))  # never the same process
+    assert details["period"]["median"] > 0 and details["raw"]["median"] > 0
+    assert result["goal"] == 3.0 and result["direction"] == "<="

@@ -209,3 +209,15 @@ def test_with_one_agent_waiting_for_the_user_the_run_waits_for_input(client, key
 def test_agents_that_read_each_others_state_stay_together() -> None:
     assert not should_spread(program("x = other.state.budget"))
     assert should_spread(program("self.state.count = 1"))
+
+
+def test_a_deferred_receive_is_written_with_the_next_record_or_not_at_all(client, keys, provider) -> None:
+    client.set(keys.epoch(PING), 2)
+    received = record(RUN, 1, kind="receive", agent=PING)
+
+    with pytest.raises(Fenced):
+        provider.fenced(1, unit=PING).write_sync(record(RUN, 2, agent=PING), earlier=received)
+    assert client.hlen(keys.journal(RUN, PING)) == 0  # neither
+
+    provider.fenced(2, unit=PING).write_sync(record(RUN, 2, agent=PING), earlier=received)
+    assert [r["metadata"]["kind"] for r in provider.read_journal_sync(PING)] == ["receive", "tool"]
