@@ -75,6 +75,8 @@ class ClusterClient:
             return "waiting for input"
         if run.state == "running" and self.client.exists(self.keys.lease(run.run_id)):
             return f"running on {run.worker}"
+        if run.state == "running" and run.spread:
+            return "running: each agent is a task of its own; 'playbooks status' shows where"
         run.sources = dict(program.sources)  # an edited program: the worker sees its digest differ
         self.store.set_sources(run.run_id, run.sources)
         run.state = "queued"

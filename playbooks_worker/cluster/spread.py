@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from playbooks_worker import logs
 from playbooks_worker.checkpoints.provider import parse_record_id
 from playbooks_worker.cluster.keys import unit_run
 from playbooks_worker.cluster.store import NotRunnable, Ownership
@@ -302,6 +303,7 @@ class AgentTask:
 
         executor, client, k = self.executor, self.executor.client, self.executor.keys
         assert self.ownership is not None
+        logs.bind_run(self.run_id)
         pipe = client.pipeline(transaction=False)
         pipe.hmget(k.run(self.agent_id), "json", "clean")
         pipe.hset(k.run(self.agent_id), "clean", "0")

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 HUMAN_TARGETS = frozenset({"user", "human"})
 
 
-def _is_human(target: str) -> bool:
-    return str(target).strip().lower() in HUMAN_TARGETS
+def _humans(agent: Agent) -> frozenset[str]:
+    """`user`, `human`, and every `# Name:Human` agent of the program: talking to them is output and input."""
+    return HUMAN_TARGETS | {a.name.lower() for a in agent.runtime.program.agents if a.kind == "Human"}
 
 
 async def _none() -> None:
@@ -27,6 +28,11 @@ async def _none() -> None:
 
 def make_builtins(agent: Agent) -> dict[str, Callable[..., Any]]:
     runtime = agent.runtime
+    humans = _humans(agent)
+
+    def _is_human(target: str) -> bool:
+        spec = str(target).strip().lower()
+        return (spec[6:].strip() if spec.startswith("agent ") else spec) in humans
 
     def Step(step: str) -> Any:
         agent.current_step = str(step)

@@ -107,3 +107,33 @@ def test_snoop_shows_agent_messages_on_stderr(ws: Workspace) -> None:
     assert result.returncode == 0, result
     assert any(line.startswith("📨 seller_1_") and line.endswith(": 600") for line in result.err)
     assert not any("📨" in line for line in result.out)
+
+
+HUMAN = """
+# Boss:Human
+The person at the terminal.
+
+# Clerk
+
+## Main
+### Triggers
+- At the beginning
+
+```python
+await Say("Boss", "Which report?")
+which = await WaitForMessage("Boss")
+await Say("agent Boss", f"Here is the {which} report")
+await Say("user", "done")
+```
+"""
+
+
+def test_a_human_agent_is_talked_to_like_the_user(ws: Workspace) -> None:
+    ws.write("human.pb", HUMAN)
+
+    asked = ws.pb("run", "human.pb")
+    assert asked.returncode == 3, asked  # waits for the Boss's answer: input, like Yield("user")
+    assert asked.out == ["Which report?"]
+    answered = ws.pb("run", "human.pb", "--resume", "--input", "sales")
+    assert answered.returncode == 0, answered
+    assert answered.out == ["Here is the sales report", "done"]
