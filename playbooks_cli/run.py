@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from playbooks_cli.common import abort, config_option, handle_errors, load_settings, status
+from playbooks_cli.common import config_option, handle_errors, load_settings, status
 from playbooks_cli.console import ConsoleIO
 from playbooks_worker.messages import failure_lines
 
@@ -115,22 +115,25 @@ def run_on_cluster(settings: Any, program: Any, display: str, args: dict[str, An
     from playbooks_worker.cluster.client import ClusterClient
     from playbooks_worker.config import redact_url
 
-    if from_checkpoint:
-        abort("--from-checkpoint is not available in cluster mode yet",
-              "run the program locally (without a broker) to fork a run from a checkpoint")
     client = ClusterClient(settings)
-    run = None
-    if resume is not None:
-        run = client.store.get(resume) if resume else client.find_resumable(program)
-        if run is None:
-            status(f"⚠️  No checkpoints found for {display}: starting from the beginning")
-    if run is not None:
-        what = client.resume(run, program)
-        status(f"🔄 Resuming run {run.run_id} ({what})")
+    if from_checkpoint:
+        run = client.fork(program, display, from_checkpoint)
+        assert run.parent is not None
+        status(f"🔀 Forked run {run.run_id} from checkpoint {from_checkpoint} (run {run.parent['run_id']} keeps "
+               "its later checkpoints)")
     else:
-        run = client.submit(program, display, args)
-        status(f"📤 Submitted run {run.run_id} to queue {settings.cluster.queue!r} on "
-               f"{redact_url(settings.cluster.broker_url)}")
+        found = None
+        if resume is not None:
+            found = client.store.get(resume) if resume else client.find_resumable(program)
+            if found is None:
+                status(f"⚠️  No checkpoints found for {display}: starting from the beginning")
+        if found is not None:
+            run = found
+            status(f"🔄 Resuming run {run.run_id} ({client.resume(run, program)})")
+        else:
+            run = client.submit(program, display, args)
+            status(f"📤 Submitted run {run.run_id} to queue {settings.cluster.queue!r} on "
+                   f"{redact_url(settings.cluster.broker_url)}")
     if detach:
         click.echo(json.dumps({"run_id": run.run_id, "state": run.state}) if as_json else run.run_id)
         status(f"   Follow it with: playbooks attach {run.run_id}")

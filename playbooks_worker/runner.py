@@ -79,6 +79,20 @@ def _failing_checkpoint(error: BaseException) -> tuple[str, int] | None:
     return None
 
 
+def fork_journals(provider: CheckpointProvider, agent_ids: list[str], old: RunRecord, new_run_id: str,
+                  cutoff_seq: int) -> None:
+    """Copy what `old` recorded up to `cutoff_seq` into the journals of run `new_run_id` (a fork)."""
+    for old_agent in agent_ids:
+        new_agent = old_agent[: -len(old.run_id)] + new_run_id
+        kept = [r for r in valid_records(provider.read_journal_sync(old_agent), old.attempts)
+                if r["metadata"]["seq"] <= cutoff_seq]
+        for counter, record in enumerate(kept, start=1):
+            copy = {**record, "checkpoint_id": checkpoint_id(new_agent, counter)}
+            copy["metadata"] = {**record["metadata"], "counter": counter, "execution_id": new_agent,
+                                "run_id": new_run_id, "attempt": 1}
+            provider.write_sync(copy)
+
+
 class Runner:
     """Attempts of runs against a run store and a checkpoint provider; local mode and workers share it.
 
@@ -147,15 +161,7 @@ class Runner:
         run = RunRecord(run_id=new_run_id(), program=old.program, program_digest=old.program_digest,
                         created_at=time.time(), args=old.args,
                         parent={"run_id": old.run_id, "checkpoint_id": from_checkpoint})
-        for old_agent in self.agent_ids(old.run_id):
-            new_agent = old_agent[: -len(old.run_id)] + run.run_id
-            kept = [r for r in valid_records(self.provider.read_journal_sync(old_agent), old.attempts)
-                    if r["metadata"]["seq"] <= cutoff]
-            for counter, record in enumerate(kept, start=1):
-                copy = {**record, "checkpoint_id": checkpoint_id(new_agent, counter)}
-                copy["metadata"] = {**record["metadata"], "counter": counter, "execution_id": new_agent,
-                                    "run_id": run.run_id, "attempt": 1}
-                self.provider.write_sync(copy)
+        fork_journals(self.provider, self.agent_ids(old.run_id), old, run.run_id, cutoff)
         self.reporter.notice(f"🔀 Forked run {run.run_id} from checkpoint {from_checkpoint} "
                              f"(run {old.run_id} keeps its later checkpoints)")
         return await self._execute(program, run, cutoff=None, changed=old.program_digest != program.digest)

@@ -61,6 +61,40 @@ class ClusterClient:
             return run
         return self.store.get(run.run_id)
 
+    def fork(self, program: Program, display: str, from_checkpoint: str) -> RunRecord:
+        """A new run, queued, whose journals are an older run's up to `from_checkpoint` (DESIGN §3)."""
+        from playbooks_worker.checkpoints.provider import split_checkpoint_id
+        from playbooks_worker.checkpoints.redis import RedisCheckpointProvider
+        from playbooks_worker.checkpoints.signing import load_secret_key
+        from playbooks_worker.errors import CheckpointNotFound
+        from playbooks_worker.runner import fork_journals
+        from playbooks_worker.runtime.engine import run_id_of_agent
+
+        try:
+            agent_id, _ = split_checkpoint_id(from_checkpoint)
+        except ValueError as exc:
+            raise CheckpointNotFound(str(exc), hint="'playbooks checkpoints RUN_ID' lists them") from None
+        old = self.store.get(run_id_of_agent(agent_id))
+        if old.spread:
+            raise RunError(f"run {old.run_id} ran each agent as a task of its own: its agents' checkpoints have "
+                           "no common order to cut at", hint=f"resume it instead: playbooks run {display} --resume "
+                           f"{old.run_id}")
+        provider = RedisCheckpointProvider(self.client, prefix=self.keys.prefix, secret_key=load_secret_key(
+            create=False), max_size_mb=self.settings.durability.max_checkpoint_size_mb)
+        cutoff = provider.read_sync(from_checkpoint)["metadata"]["seq"]
+        # The old program's digest: a worker that sees the sources differ resumes from the last checkpoint
+        # that still matches, as a local fork does.
+        run = RunRecord(run_id=new_run_id(), program=str(program.path), program_digest=old.program_digest,
+                        created_at=time.time(), args=old.args, program_display=display,
+                        sources=dict(program.sources), parent={"run_id": old.run_id, "checkpoint_id": from_checkpoint})
+        suffix = f"_{old.run_id}"
+        agents = sorted(provider.run_agents_sync(old.run_id),
+                        key=lambda a: int(a[: -len(suffix)].rsplit("_", 1)[-1] or 0))
+        fork_journals(provider, agents, old, run.run_id, cutoff)
+        self.store.create(run)
+        self.enqueue(run.run_id)
+        return run
+
     def find_resumable(self, program: Program) -> RunRecord | None:
         for run in self.store.list():
             if run.program == str(program.path) and run.state not in FINISHED:

@@ -208,7 +208,7 @@ class Executor:
             program = self.program(run)
             # Decided at a run's first execution: a run begun with its agents together stays so (its messages
             # are in its journals, not in mailbox streams).
-            if run.spread or (not run.attempts and self.settings.cluster.spread_agents
+            if run.spread or (not run.attempts and run.parent is None and self.settings.cluster.spread_agents
                               and spread.should_spread(program)):
                 return spread.start(self, run, program, io)
             runner = ClusterRunner(self.settings, io, self.provider, self.store)
