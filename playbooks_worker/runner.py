@@ -158,6 +158,10 @@ class Runner:
             raise CheckpointNotFound(str(exc), hint="'playbooks checkpoints RUN_ID' lists them") from None
         old = self.runs.get(run_id_of_agent(agent_id))
         cutoff = self.provider.read_sync(from_checkpoint)["metadata"]["seq"]
+        if len(self.agent_ids(old.run_id)) > 1:
+            raise RunError(f"run {old.run_id} has several agents: --from-checkpoint cannot fork it yet (the agents "
+                           "they created and the messages they sent are named after the old run)",
+                           hint=f"resume it instead: playbooks run {program.path.name} --resume {old.run_id}")
         run = RunRecord(run_id=new_run_id(), program=old.program, program_digest=old.program_digest,
                         created_at=time.time(), args=old.args,
                         parent={"run_id": old.run_id, "checkpoint_id": from_checkpoint})

@@ -83,7 +83,7 @@ class RedisCheckpointProvider(CheckpointProvider):
         k = self.keys
         result = self.scripts.append_checkpoint(
             keys=[k.epoch(self.unit or run_id), k.journal(run_id, agent_id), k.agents(run_id), k.events(run_id),
-                  k.inbox(run_id)],
+                  k.inbox(self.unit or run_id)],
             args=["" if self.epoch is None else str(self.epoch), counter, blob, agent_id,
                   json.dumps(event, default=str) if event is not None else "", "1" if consume_input else "0",
                   *self._earlier(earlier)],
@@ -108,7 +108,7 @@ class RedisCheckpointProvider(CheckpointProvider):
         blob = encode_record(self._signer, record, max_bytes=self._max_bytes)
         k = self.keys
         keys = [k.epoch(self.unit or run_id), k.journal(run_id, agent_id), k.agents(run_id), k.events(run_id),
-                k.inbox(run_id)]
+                k.inbox(self.unit or run_id)]
         args = ["" if self.epoch is None else str(self.epoch), counter, blob, agent_id,
                 json.dumps(event, default=str) if event is not None else "", "1" if consume_input else "0",
                 *(self._earlier(earlier) or ["", ""])]

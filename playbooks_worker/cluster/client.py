@@ -75,6 +75,10 @@ class ClusterClient:
         except ValueError as exc:
             raise CheckpointNotFound(str(exc), hint="'playbooks checkpoints RUN_ID' lists them") from None
         old = self.store.get(run_id_of_agent(agent_id))
+        if len(old.agents) > 1 or old.spread:
+            raise RunError(f"run {old.run_id} has several agents: --from-checkpoint cannot fork it yet (the agents "
+                           "they created and the messages they sent are named after the old run)",
+                           hint=f"resume it instead: playbooks run {display} --resume {old.run_id}")
         if old.spread:
             raise RunError(f"run {old.run_id} ran each agent as a task of its own: its agents' checkpoints have "
                            "no common order to cut at", hint=f"resume it instead: playbooks run {display} --resume "
@@ -113,6 +117,8 @@ class ClusterClient:
             return "running: each agent is a task of its own; 'playbooks status' shows where"
         run.sources = dict(program.sources)  # an edited program: the worker sees its digest differ
         self.store.set_sources(run.run_id, run.sources)
+        if run.state == "failed":
+            self.store.revive(run)
         run.state = "queued"
         self.store.save(run)  # enqueues it
         return "resubmitted"
@@ -163,7 +169,7 @@ class ClusterClient:
         if not state:
             self.store.get(run_id)
         if state == "cancelled":
-            self.client.srem(k.active, run_id)
+            self.store.expire(self.store.get(run_id))
         return state
 
     def workers(self) -> list[dict[str, Any]]:

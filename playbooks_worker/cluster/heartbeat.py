@@ -89,8 +89,9 @@ def reap(executor: Executor) -> None:
         run_id = raw.decode() if isinstance(raw, bytes) else raw
         if reap_one(executor, run_id, expected_lease=None):
             client.zrem(keys.leases, run_id)
-        elif client.hget(keys.run(run_id), "state") != b"running":
-            client.zrem(keys.leases, run_id)  # finished or moved on: nothing to watch
+        elif client.hmget(keys.run(run_id), "state", "spread") != [b"running", None]:
+            # Finished or moved on, or a spread run (its agents hold the leases): nothing to watch.
+            client.zrem(keys.leases, run_id)
 
 
 _sweeps = 0
@@ -137,6 +138,36 @@ def sweep(executor: Executor) -> None:
         units = [u.decode() if isinstance(u, bytes) else u for members in pipe.execute() for u in members]
         if units:
             _check(executor, units)
+        _settle_spread(executor, spread)
+
+
+ENDING_GRACE_MS = 5000  # an agent that ended its run announces it within ms; after this, it died doing so
+
+
+def _settle_spread(executor: Executor, runs: list[str]) -> None:
+    """What a spread run's agents could not finish because their worker died: the run's own task that died
+    starting or waking agents (enqueued again), and an end that was decided but not written (written now)."""
+    from playbooks_worker.cluster.spread import finish_run
+
+    client, keys = executor.client, executor.keys
+    pipe = client.pipeline(transaction=False)
+    for run_id in runs:
+        pipe.hmget(keys.run(run_id), "state", "starting", "ended")
+        pipe.exists(keys.lease(run_id))
+    pipe.time()
+    replies = pipe.execute()
+    seconds, micros = replies[-1]
+    now_ms = seconds * 1000 + micros // 1000
+    for i, run_id in enumerate(runs):
+        (state, starting, ended), leased = replies[2 * i], replies[2 * i + 1]
+        if state not in (b"running", b"queued", b"waiting"):
+            continue
+        if starting and not leased:
+            if client.set(keys.stale(run_id), "1", nx=True, px=round(STALE_QUEUED_S * 1000)):
+                log.warning("run %s: its task died while starting its agents; re-enqueued", run_id)
+                executor.enqueue(run_id)
+        elif ended and now_ms - int(ended) > ENDING_GRACE_MS and finish_run(executor, run_id):
+            log.warning("run %s: the agent that ended it died first; ended it", run_id)
 
 
 def _check(executor: Executor, units: list[str]) -> list[str]:

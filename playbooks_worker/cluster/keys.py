@@ -18,6 +18,7 @@ script may touch several of them. `P` is the key prefix (`[cluster] key_prefix`,
                                   skip), state (queued | running | waiting | done), waiting_for, queued_at,
                                   failovers. Same TTL
     P:{R}:epoch:{A}, P:{R}:lease:{A}, P:{R}:requeue:{A}, P:{R}:stale:{A}   as above, for agent A
+    P:{R}:inbox:{A}       list    user input agent A claimed from the run's inbox, until its checkpoint consumes it
     P:{R}:mailbox:{A}     stream  messages to agent A; an entry is added in the same atomic write as the
                                   sender's checkpoint. Same TTL
     P:runs                zset    run id -> created_at: every run, for `playbooks runs`
@@ -89,8 +90,9 @@ class Keys:
     def events(self, run_id: str) -> str:
         return f"{self.prefix}:{{{run_id}}}:events"
 
-    def inbox(self, run_id: str) -> str:
-        return f"{self.prefix}:{{{run_id}}}:inbox"
+    def inbox(self, unit: str) -> str:
+        # A spread run's agent claims each input it reads from the run's inbox into its own (spread.py).
+        return self._unit(unit, "inbox")
 
     def requeue(self, unit: str) -> str:
         return self._unit(unit, "requeue")
@@ -107,7 +109,7 @@ class Keys:
 
     def agent_keys(self, agent_id: str) -> list[str]:
         """A spread run's keys of one agent, which expire with the run."""
-        return [self.run(agent_id), self.epoch(agent_id), self.mailbox(agent_id)]
+        return [self.run(agent_id), self.epoch(agent_id), self.mailbox(agent_id), self.inbox(agent_id)]
 
     @property
     def runs(self) -> str:

@@ -14,11 +14,12 @@ from typing import Any
 # -> 1 written | -1 fenced (the run's epoch moved on) | -2 that checkpoint already exists
 APPEND_CHECKPOINT = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return -2 end
 if ARGV[7] and ARGV[7] ~= '' then
   if redis.call('HEXISTS', KEYS[2], ARGV[7]) == 1 then return -2 end
   redis.call('HSET', KEYS[2], ARGV[7], ARGV[8])
 end
-if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return -2 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[4])
 if ARGV[5] ~= '' then redis.call('XADD', KEYS[4], '*', 'event', ARGV[5]) end
 if ARGV[6] == '1' then redis.call('LPOP', KEYS[5]) end
@@ -35,11 +36,12 @@ return 1
 # -> {1, agent ids to enqueue (woken recipients, created agents)...} | {-1} fenced | {-2} exists already
 APPEND_WITH_EFFECTS = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return {-2} end
 if ARGV[7] ~= '' then
   if redis.call('HEXISTS', KEYS[2], ARGV[7]) == 1 then return {-2} end
   redis.call('HSET', KEYS[2], ARGV[7], ARGV[8])
 end
-if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return {-2} end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[4])
 if ARGV[5] ~= '' then redis.call('XADD', KEYS[4], '*', 'event', ARGV[5]) end
 if ARGV[6] == '1' then redis.call('LPOP', KEYS[5]) end
@@ -70,8 +72,10 @@ return reply
 
 # An agent of a spread run stops executing: its main playbook is done, or it waits (for a message, or for user
 # input) and frees its worker. Then, atomically, whether the whole run is quiescent: every agent done or waiting
-# for a message nobody can send.
-# KEYS: unit, unit's epoch, unit's lease, run, mailbox, inbox, units, then the unit of every agent of the run
+# for a message nobody can send. Parking bumps the agent's epoch: nothing the parked task might still do
+# (a `finally`, a background task) can write again.
+# KEYS: unit, unit's epoch, unit's lease, run, mailbox, run's inbox, units, unit's inbox, then the unit of every
+#       agent of the run
 # ARGV: epoch, 'done' | 'waiting' | 'failed', waiting for ('' | 'user' | a source), last mailbox entry id read,
 #       unit JSON, lease value
 # -> -1 fenced | -3 the run has agents not in KEYS: list them again | 0 something arrived meanwhile: keep going
@@ -79,10 +83,10 @@ return reply
 #    waits for user input
 PARK = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-if redis.call('SCARD', KEYS[7]) ~= #KEYS - 7 then return -3 end
+if redis.call('SCARD', KEYS[7]) ~= #KEYS - 8 then return -3 end
 if ARGV[2] == 'waiting' then
   if ARGV[3] == 'user' then
-    if redis.call('LLEN', KEYS[6]) > 0 then return 0 end
+    if redis.call('LLEN', KEYS[6]) > 0 or redis.call('LLEN', KEYS[8]) > 0 then return 0 end
   else
     local last = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)
     local id = '0-0'
@@ -90,18 +94,43 @@ if ARGV[2] == 'waiting' then
     if id ~= ARGV[4] then return 0 end
   end
 end
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 'waiting_for', ARGV[3], 'json', ARGV[5])
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'waiting_for', ARGV[3], 'json', ARGV[5], 'clean', '1')
+redis.call('INCR', KEYS[2])
 if redis.call('GET', KEYS[3]) == ARGV[6] then redis.call('DEL', KEYS[3]) end
-if ARGV[2] == 'failed' then return 1 end
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+if ARGV[2] == 'failed' then
+  redis.call('HSETNX', KEYS[4], 'ended', now_ms)
+  return 1
+end
 local user = false
-for i = 8, #KEYS do
+for i = 9, #KEYS do
   local state = redis.call('HGET', KEYS[i], 'state')
   if state ~= 'done' and state ~= 'waiting' then return 1 end
   if state == 'waiting' and redis.call('HGET', KEYS[i], 'waiting_for') == 'user' then user = true end
 end
 if user then return 3 end
-if redis.call('HSETNX', KEYS[4], 'ended', '1') == 0 then return 1 end
+if redis.call('HSETNX', KEYS[4], 'ended', now_ms) == 0 then return 1 end
 return 2
+"""
+
+# A spread run's own state: written only while the run has not ended (a check-and-set: a cancel, or another
+# agent's end of the run, is never overwritten), with the event that announces it in the same write.
+# KEYS: run, events, inbox, then the run's other keys to expire with it
+# ARGV: state, record JSON, event JSON or '', finished_ttl_ms ("0" = keep)
+# -> 1 written | 0 the run had ended already | -2 asked to wait for input but input has arrived
+SET_SPREAD_RUN = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return 0 end
+if ARGV[1] == 'waiting' and redis.call('LLEN', KEYS[3]) > 0 then return -2 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'json', ARGV[2])
+redis.call('HDEL', KEYS[1], 'starting')
+if ARGV[3] ~= '' then redis.call('XADD', KEYS[2], '*', 'event', ARGV[3]) end
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return 1
 """
 
 # KEYS: unit (a run, or an agent of a spread run), epoch, lease, run (the same as unit for a run)
@@ -228,6 +257,7 @@ class Scripts:
         self.append_checkpoint = client.register_script(APPEND_CHECKPOINT)
         self.append_with_effects = client.register_script(APPEND_WITH_EFFECTS)
         self.park = client.register_script(PARK)
+        self.set_spread_run = client.register_script(SET_SPREAD_RUN)
         self.acquire = client.register_script(ACQUIRE)
         self.renew = client.register_script(RENEW)
         self.release = client.register_script(RELEASE)

@@ -28,6 +28,7 @@ import redis
 
 from playbooks_worker import logs
 from playbooks_worker.checkpoints.provider import parse_record_id
+from playbooks_worker.cluster.executor import ClusterIO
 from playbooks_worker.cluster.keys import unit_run
 from playbooks_worker.cluster.store import NotRunnable, Ownership
 from playbooks_worker.errors import (
@@ -42,14 +43,15 @@ from playbooks_worker.errors import (
     ProgramEnd,
     RunNotFound,
 )
+from playbooks_worker.messages import failure_lines
 from playbooks_worker.program.model import Program
-from playbooks_worker.runner import RunOutcome, _failing_checkpoint
+from playbooks_worker.runner import _failing_checkpoint
 from playbooks_worker.runs import RunRecord
 from playbooks_worker.runtime.engine import AgentJournal, Runtime, agent_id_for
 from playbooks_worker.runtime.mailbox import matches
 
 if TYPE_CHECKING:
-    from playbooks_worker.cluster.executor import ClusterIO, Executor
+    from playbooks_worker.cluster.executor import Executor
     from playbooks_worker.runtime.agent import Agent
 
 log = logging.getLogger("playbooks_worker.cluster")
@@ -102,23 +104,26 @@ def _index(agent_id: str) -> int:
 
 
 def start(executor: Executor, run: RunRecord, program: Program, io: ClusterIO) -> str:
-    """The run's own task: create its entry agents (first time), or wake its agents (input, resume)."""
+    """The run's own task: create its entry agents (first time), or wake its agents (input, resume).
+
+    Idempotent: a worker that dies in here leaves the run `starting` with no lease, and the sweep enqueues
+    this task again."""
     from playbooks_worker.llm.provider import require_llm
 
     require_llm(program, executor.settings)
     store, client, k, run_id = executor.store, executor.client, executor.keys, run.run_id
     try:
-        ownership = store.acquire(run_id)
+        store.acquire(run_id)
     except NotRunnable as exc:
         return f"dropped: {exc.message}"
     wake: list[str] = []
     try:
+        client.hset(k.run(run_id), "starting", "1")
         if not run.spread:
             entries: dict[str, None] = {}
             for definition, _ in program.entry_points():
                 entries.setdefault(definition.name)
-            seconds, micros = client.time()
-            now_ms = seconds * 1000 + micros // 1000
+            now_ms = _now_ms(client)
             pipe = client.pipeline(transaction=True)  # one slot: the run's hash tag
             for index, klass in enumerate(entries, start=1):
                 agent_id = agent_id_for(klass, index, run_id)
@@ -135,38 +140,127 @@ def start(executor: Executor, run: RunRecord, program: Program, io: ClusterIO) -
         else:
             wake = _wake(executor, run_id)
         run.state, run.error, run.worker = "running", None, None
-        store.save(run)
+        set_run(executor, run, "running")
     finally:
         store.release(run_id)
-    del ownership
+        client.zrem(k.leases, run_id)  # the reapers watch its agents' leases, not the run's
     for agent_id in wake:
         executor.enqueue(agent_id)
     return "spread"
 
 
+def _now_ms(client: Any) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 def _wake(executor: Executor, run_id: str) -> list[str]:
-    """Agents to run again: those waiting for input that has arrived, failed ones (a resume), stale queued."""
+    """Agents to run again: failed ones (a resume), stale queued ones, and as many of those waiting for user
+    input as there are inputs (each claims one when it reads: spread.AgentIO)."""
     client, k = executor.client, executor.keys
     client.hdel(k.run(run_id), "ended")
     units = sorted((_text(u) for u in client.smembers(k.units(run_id))), key=_index)
     pipe = client.pipeline(transaction=False)
     for agent_id in units:
         pipe.hmget(k.run(agent_id), "state", "waiting_for", "json")
+        pipe.llen(k.inbox(agent_id))
     pipe.llen(k.inbox(run_id))
-    *replies, inbox = pipe.execute()
+    *replies, inputs = pipe.execute()
+    now_ms = _now_ms(client)
     wake = []
-    for agent_id, (state, waiting_for, raw) in zip(units, replies, strict=True):
+    for i, agent_id in enumerate(units):
+        (state, waiting_for, raw), claimed = replies[2 * i], replies[2 * i + 1]
         state = _text(state or b"")
+        fields: dict[str, Any] = {"state": "queued", "queued_at": now_ms}
         if state == "failed":
             unit = json.loads(raw)
             unit.pop("failed", None)
-            client.hset(k.run(agent_id), mapping={"state": "queued", "json": json.dumps(unit)})
-        elif not (state == "queued" or (state == "waiting" and _text(waiting_for or b"") == "user" and inbox)):
+            fields["json"] = json.dumps(unit)
+        elif state == "waiting" and _text(waiting_for or b"") == "user" and (claimed or inputs):
+            inputs -= 0 if claimed else 1
+        elif state != "queued":
             continue
-        elif state == "waiting":
-            client.hset(k.run(agent_id), "state", "queued")
+        client.hset(k.run(agent_id), mapping=fields)
         wake.append(agent_id)
     return wake
+
+
+def set_run(executor: Executor, run: RunRecord, state: str, event: dict[str, Any] | None = None) -> int:
+    """Write a spread run's state and record unless it has ended (SET_SPREAD_RUN); a final state expires the
+    run's keys and leaves the indexes. Returns the script's code."""
+    client, k, run_id = executor.client, executor.keys, run.run_id
+    final = state in ("succeeded", "failed", "cancelled")
+    run.state = state
+    run.updated_at = time.time()
+    extra: list[str] = []
+    if final:
+        agents = {_text(a) for members in (client.smembers(k.units(run_id)), client.smembers(k.agents(run_id)))
+                  for a in members}
+        extra = [k.epoch(run_id), k.agents(run_id), k.units(run_id),
+                 *(key for a in agents for key in (k.journal(run_id, a), *k.agent_keys(a)))]
+    code = int(executor.store.scripts.set_spread_run(
+        keys=[k.run(run_id), k.events(run_id), k.inbox(run_id), *extra],
+        args=[state, json.dumps(run.to_json(sources=False), default=repr),
+              "" if event is None else json.dumps(event, default=str),
+              str(round(executor.settings.cluster.finished_ttl_s * 1000)) if final else "0"]))
+    if code == 1 and final:
+        pipe = client.pipeline(transaction=False)
+        pipe.srem(k.active, run_id)
+        pipe.zrem(k.leases, run_id)
+        pipe.execute()
+    return code
+
+
+def end_event(run: RunRecord, error: BaseException | str | None, program: Program | None) -> dict[str, Any]:
+    """The `end` event of a run (the same lines as Executor._report)."""
+    if run.state == "succeeded":
+        return {"type": "end", "state": "succeeded", "lines": ["Execution complete ✅"]}
+    if run.state == "waiting":
+        return {"type": "end", "state": "waiting", "lines": ["⏸️  The run is waiting for input from user"],
+                "hint": f"answer with: playbooks send {run.run_id} 'your answer'"}
+    if isinstance(error, BaseException):
+        lines = failure_lines(error, program.sources if program else {})
+    else:
+        lines = [f"❌ {error}"]
+    return {"type": "end", "state": "failed", "lines": lines,
+            "hint": f"fix the program, then: playbooks run {run.program_display} --resume"}
+
+
+def finish_run(executor: Executor, run_id: str, state: str | None = None,
+               error: BaseException | str | None = None, *, result_of: dict[str, Any] | None = None) -> bool:
+    """End a spread run: its state (given, or what its agents say: failed when one failed), result, agents,
+    and its `end` event, in one check-and-set: whoever ends a run first — the agent that ended it, or a
+    sweep after that agent died — is the only one. True when this call ended it."""
+    client, k = executor.client, executor.keys
+    run = executor.store.get(run_id)
+    if run.state in ("succeeded", "failed", "cancelled"):
+        return False
+    units = sorted((_text(u) for u in client.smembers(k.units(run_id))), key=_index)
+    pipe = client.pipeline(transaction=False)
+    for agent_id in units:
+        pipe.hmget(k.run(agent_id), "json", "state")
+    infos = []
+    for raw, unit_state in pipe.execute():
+        if raw:
+            info = json.loads(raw)
+            info["_state"] = _text(unit_state or b"")
+            infos.append(info)
+    if result_of is not None:
+        infos = [result_of if i["agent_id"] == result_of["agent_id"] else i for i in infos]
+    failed = next((i for i in infos if i.get("_state") == "failed" or i.get("failed")), None)
+    if state is None:
+        state = "failed" if failed is not None else "succeeded"
+    if state == "failed" and error is None:
+        error = failed.get("failed", "an agent failed") if failed else "an agent failed"
+    run.agents = [{"agent_id": i["agent_id"], "klass": i["klass"]} for i in infos]
+    first = next((i for i in infos if i.get("first")), None)
+    run.result = first.get("result") if first else None
+    run.worker = None
+    run.error = None if error is None else (f"{type(error).__name__}: {error}"
+                                             if isinstance(error, BaseException) else str(error))
+    run.state = state
+    program = executor.program(run) if state == "failed" else None
+    return set_run(executor, run, state, end_event(run, error, program)) == 1
 
 
 class SpreadPeers:
@@ -182,6 +276,7 @@ class SpreadPeers:
         self.last_id = "0-0"
         self.read_once = False
         self.taken = taken  # message ids this agent's journal records as received
+        self.seen: set[str] = set()  # message ids read from the stream by this task
 
     def _refresh(self) -> None:
         units = [_text(u) for u in self.client.smembers(self.keys.units(self.run_id))]
@@ -253,7 +348,10 @@ class SpreadPeers:
                 for entry_id, fields in entries:
                     self.last_id = _text(entry_id)
                     message = json.loads(fields[b"message"])
-                    if message["id"] not in self.taken:
+                    # A send re-run after its record was skipped (a resumed failure) adds the same message
+                    # again: its id says so.
+                    if message["id"] not in self.taken and message["id"] not in self.seen:
+                        self.seen.add(message["id"])
                         self.pending.append(message)
 
 
@@ -293,13 +391,12 @@ class AgentTask:
                 log.exception("agent %s: internal error", self.agent_id)
                 exc = PlaybooksError(f"internal error in playbooks-worker: {type(exc).__name__}: {exc}",
                                      hint="please report it with the worker's log")
-            self._end_run("failed", exc)
-            return "failed"
+            return self._fail(exc, None)
         finally:
             store.release(self.agent_id)
 
     def _run(self, run: RunRecord) -> str:
-        from playbooks_worker.cluster.executor import ClusterIO, Executor
+        from playbooks_worker.cluster.executor import Executor
 
         executor, client, k = self.executor, self.executor.client, self.executor.keys
         assert self.ownership is not None
@@ -311,7 +408,7 @@ class AgentTask:
         self.unit = json.loads(raw)
         announce = clean == b"0"  # its last task ended without parking: a crash or a handoff
         program = executor.program(run)
-        io = ClusterIO(client, k, self.run_id)
+        io = AgentIO(client, k, self.run_id, self.agent_id)
         provider = executor.provider.fenced(self.ownership.epoch, unit=self.agent_id)
         skip = [tuple(span) for span in self.unit.get("skip", [])]
         while True:
@@ -341,42 +438,44 @@ class AgentTask:
                 runtime.stop_reason = Handoff
             unit = self.unit
             try:
-                result = asyncio.run(runtime.run_agent(self.agent_id, unit["klass"], unit.get("kwargs") or {},
-                                                       bool(unit.get("entry")),
-                                                       run.args if unit.get("first") else None))
-            except Parked:
-                return "parked"
-            except InputUnavailable:
-                if self.park("waiting", "user", "") == 0:
-                    announce = False
-                    continue  # the answer came while parking: go on with it
-                return "waiting"
-            except ProgramEnd:
-                self.unit["result"] = None
-                self._end_run("succeeded")
+                try:
+                    result = asyncio.run(runtime.run_agent(self.agent_id, unit["klass"], unit.get("kwargs") or {},
+                                                           bool(unit.get("entry")),
+                                                           run.args if unit.get("first") else None))
+                except Parked:
+                    return "parked"
+                except InputUnavailable:
+                    if self.park("waiting", "user", "") == 0:
+                        announce = False
+                        continue  # the answer came while parking: go on with it
+                    return "waiting"
+                except ProgramEnd:
+                    self.unit["result"] = None
+                    client.hsetnx(k.run(self.run_id), "ended", _now_ms(client))
+                    finish_run(executor, self.run_id, "succeeded", result_of=self.unit)
+                    self.park("done", "", "")
+                    return "ended the run"
+                except Handoff:
+                    self._requeue()
+                    io.status(f"↪️  Worker {executor.store.owner} is shutting down: agent {self.agent_id} "
+                              "continues on another worker")
+                    return "handed_off"
+                except Cancelled:
+                    self.park("done", "", "")  # the run was cancelled or ended: this agent is done with it
+                    return "cancelled"
+                except Divergence as div:
+                    return self._fail(NonDeterminismError(
+                        f"replay of agent {self.agent_id} diverged at checkpoint {div.checkpoint_id} "
+                        f"({div.statement}): the journal recorded {div.expected}, but the program now calls "
+                        f"{div.got}", hint="an agent of a spread run resumes only the program it started with"),
+                        runtime)
+                except Exception as exc:
+                    return self._fail(exc, runtime)
+                self.unit["result"] = None if result is None else repr(result)[:500]
                 self.park("done", "", "")
-                return "ended the run"
+                return "done"
             except Fenced:
-                return "fenced"
-            except Handoff:
-                self._requeue()
-                io.status(f"↪️  Worker {executor.store.owner} is shutting down: agent {self.agent_id} continues "
-                          "on another worker")
-                return "handed_off"
-            except Cancelled:
-                return "cancelled"
-            except Divergence as div:
-                self._fail(NonDeterminismError(
-                    f"replay of agent {self.agent_id} diverged at checkpoint {div.checkpoint_id} ({div.statement}): "
-                    f"the journal recorded {div.expected}, but the program now calls {div.got}",
-                    hint="an agent of a spread run resumes only the program it started with"), runtime)
-                return "failed"
-            except Exception as exc:
-                self._fail(exc, runtime)
-                return "failed"
-            self.unit["result"] = None if result is None else repr(result)[:500]
-            self.park("done", "", "")
-            return "done"
+                return "fenced"  # another task owns this agent now: it records how things end
 
     def _hook(self, agent: Agent) -> None:
         agent.journal.on_effects = self._enqueue
@@ -401,7 +500,7 @@ class AgentTask:
             code = int(executor.store.scripts.park(
                 keys=[k.run(self.agent_id), k.epoch(self.agent_id), k.lease(self.agent_id), k.run(self.run_id),
                       k.mailbox(self.agent_id), k.inbox(self.run_id), k.units(self.run_id),
-                      *(k.run(u) for u in units)],
+                      k.inbox(self.agent_id), *(k.run(u) for u in units)],
                 args=[self.ownership.epoch, state, waiting_for, last_id, json.dumps(self.unit, default=repr),
                       self.ownership.lease_value]))
             if code != -3:
@@ -410,15 +509,18 @@ class AgentTask:
             raise Fenced(self.agent_id, self.ownership.epoch)
         if code == 0:
             return 0
-        # Parked: this task writes nothing more, and its lease is gone.
+        # Parked: its epoch moved on, so this task can write nothing more; its lease is gone.
         executor.store.owned.pop(self.agent_id, None)
-        client.hset(k.run(self.agent_id), "clean", "1")
         if self.runtime is not None:
             self.runtime.stop_reason = lambda: Parked(waiting_for)
         if code == 2:
-            self._end_run("succeeded", already_ended=True)
+            finish_run(executor, self.run_id, result_of=self.unit)
         elif code == 3:
-            self._run_waits()
+            run = executor.store.get(self.run_id)
+            run.state, run.waiting_for = "waiting", "user"
+            if set_run(executor, run, "waiting", end_event(run, None, None)) == -2:
+                set_run(executor, run, "queued")  # input came meanwhile: the run's task hands it out
+                executor.enqueue(self.run_id)
         return code
 
     def _requeue(self) -> None:
@@ -430,9 +532,9 @@ class AgentTask:
         executor.store.owned.pop(self.agent_id, None)
         executor.enqueue(self.agent_id)
 
-    def _fail(self, exc: BaseException, runtime: Runtime) -> None:
+    def _fail(self, exc: BaseException, runtime: Runtime | None) -> str:
         failing = _failing_checkpoint(exc)
-        if failing is not None:
+        if failing is not None and runtime is not None:
             # Resuming retries the call that failed: its record, and any written after it, are skipped.
             _, counter = parse_record_id(failing[0])
             agent = runtime.agents.get(self.agent_id)
@@ -440,49 +542,30 @@ class AgentTask:
             self.unit.setdefault("skip", []).append([counter, last])
         self.unit["failed"] = f"{type(exc).__name__}: {exc}"
         try:
-            self.park("failed", "", "")
+            self.park("failed", "", "")  # marks the run ended: if this worker dies now, a sweep ends it
         except Fenced:
-            return
-        self._end_run("failed", exc)
+            return "fenced"
+        finish_run(self.executor, self.run_id, "failed", exc, result_of=self.unit)
+        return "failed"
 
-    def _run_waits(self) -> None:
-        """Every agent is done or waiting, and one waits for the user: the run waits for input."""
-        store = self.executor.store
-        run = store.get(self.run_id)
-        run.state, run.waiting_for = "waiting", "user"
-        store.save(run)  # input that arrived meanwhile makes it queued instead, and enqueues it
-        if run.state == "waiting":
-            self._report(run, RunOutcome(run, "waiting"))
 
-    def _end_run(self, state: str, error: BaseException | None = None, *, already_ended: bool = False) -> None:
-        executor, client, k = self.executor, self.executor.client, self.executor.keys
-        if not already_ended and not client.hsetnx(k.run(self.run_id), "ended", "1"):
-            return  # another agent ended it first
-        store = executor.store
-        run = store.get(self.run_id)
-        if run.state in ("succeeded", "failed", "cancelled"):
-            return
-        units = sorted((_text(u) for u in client.smembers(k.units(self.run_id))), key=_index)
-        pipe = client.pipeline(transaction=False)
-        for agent_id in units:
-            pipe.hget(k.run(agent_id), "json")
-        infos = [json.loads(raw) for raw in pipe.execute() if raw]
-        run.agents = [{"agent_id": i["agent_id"], "klass": i["klass"]} for i in infos]
-        first = next((i for i in infos if i.get("first")), None)
-        if first is not None and first["agent_id"] == self.agent_id:
-            first = self.unit
-        run.result = first.get("result") if first else None
-        run.state, run.worker = state, None
-        run.error = None if error is None else f"{type(error).__name__}: {error}"
-        store.save(run)
-        self._report(run, RunOutcome(run, state, error=error))
+class AgentIO(ClusterIO):
+    """A spread run's agent reads user input by claiming it from the run's inbox into its own, atomically, so
+    two agents waiting for the user never take the same answer; its input checkpoint consumes it there."""
 
-    def _report(self, run: RunRecord, outcome: RunOutcome) -> None:
-        from playbooks_worker.cluster.executor import ClusterIO
+    def __init__(self, client: Any, keys: Any, run_id: str, agent_id: str) -> None:
+        super().__init__(client, keys, run_id)
+        self.agent_id = agent_id
 
-        io = ClusterIO(self.executor.client, self.executor.keys, self.run_id)
-        program = self.executor.program(run) if outcome.status == "failed" else None
-        self.executor._report(io, outcome, program)
+    async def read_input(self, agent: Any) -> str:
+        mine = self.keys.inbox(self.agent_id)
+        text = self.client.lindex(mine, 0)
+        if text is None:
+            text = self.client.lmove(self.keys.inbox(self.run_id), mine, "LEFT", "RIGHT")
+        if text is None:
+            raise InputUnavailable(f"agent {self.agent_id} waits for input from user",
+                                   hint=f"answer with: playbooks send {self.run_id} 'your answer'")
+        return text.decode() if isinstance(text, bytes) else str(text)
 
 
 def agent_rows(executor_or_client: Any, keys: Any, run_id: str) -> list[dict[str, Any]]:

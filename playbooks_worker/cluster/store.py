@@ -139,6 +139,28 @@ class RedisRunStore:
         pipe.smembers(self.keys.units(run.run_id))
         return known | {_text(a) for members in pipe.execute() for a in members}
 
+    def _all_keys(self, run: RunRecord) -> list[str]:
+        k = self.keys
+        return [*k.run_keys(run.run_id),
+                *(key for a in self._agents(run) for key in (k.journal(run.run_id, a), *k.agent_keys(a)))]
+
+    def revive(self, run: RunRecord) -> None:
+        """A failed run is resumed: the reapers watch it again, and its keys no longer expire."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in self._all_keys(run):
+            pipe.persist(key)
+        pipe.sadd(self.keys.active, run.run_id)
+        pipe.execute()
+
+    def expire(self, run: RunRecord) -> None:
+        """A run ended outside its owner's last write (cancelled while nobody ran it): its keys expire."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in self._all_keys(run):
+            pipe.pexpire(key, self.finished_ttl_ms)
+        pipe.srem(self.keys.active, run.run_id)
+        pipe.zrem(self.keys.leases, run.run_id)
+        pipe.execute()
+
     def list(self, limit: int = 200) -> list[RunRecord]:
         ids = [_text(r) for r in self.client.zrevrange(self.keys.runs, 0, limit - 1)]
         runs = []

@@ -5,14 +5,17 @@ tests/integration/test_cluster_agents.py."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
-from cluster_helpers import record
+from cluster_helpers import new_run, record
 
 from playbooks_worker.checkpoints.redis import RedisCheckpointProvider
+from playbooks_worker.cluster import heartbeat
 from playbooks_worker.cluster.keys import Keys, is_agent_unit, unit_run
 from playbooks_worker.cluster.scripts import Scripts
-from playbooks_worker.cluster.spread import should_spread
+from playbooks_worker.cluster.spread import finish_run, set_run, should_spread
+from playbooks_worker.config import Settings
 from playbooks_worker.errors import Fenced
 from playbooks_worker.program import parse_text
 
@@ -162,7 +165,7 @@ def park(client, keys: Keys, scripts: Scripts, agent_id: str, state: str, waitin
     units = units or sorted(m.decode() for m in client.smembers(keys.units(RUN)))
     return int(scripts.park(
         keys=[keys.run(agent_id), keys.epoch(agent_id), keys.lease(agent_id), keys.run(RUN), keys.mailbox(agent_id),
-              keys.inbox(RUN), keys.units(RUN), *(keys.run(u) for u in units)],
+              keys.inbox(RUN), keys.units(RUN), keys.inbox(agent_id), *(keys.run(u) for u in units)],
         args=[epoch, state, waiting_for, last_id, json.dumps({"agent_id": agent_id}), "host:1 1"]))
 
 
@@ -179,8 +182,10 @@ def test_the_last_agent_to_park_ends_the_run_once(client, keys, scripts, two) ->
     assert park(client, keys, scripts, PING, "done") == 1  # the ponger still runs
     assert client.get(keys.lease(PING)) is None  # parking frees the lease
     assert park(client, keys, scripts, PONG, "waiting", "*") == 2  # waits for a message nobody can send
+    assert client.hget(keys.run(RUN), "ended")
     client.hset(keys.run(PONG), "state", "running")
-    assert park(client, keys, scripts, PONG, "waiting", "*") == 1  # the run was ended already
+    assert park(client, keys, scripts, PONG, "waiting", "*") == -1  # parking fenced the task that parked
+    assert park(client, keys, scripts, PONG, "waiting", "*", epoch=2) == 1  # the run was ended already
 
 
 def test_a_message_that_arrived_since_the_last_read_keeps_the_agent_going(client, keys, scripts, two) -> None:
@@ -203,7 +208,9 @@ def test_with_one_agent_waiting_for_the_user_the_run_waits_for_input(client, key
     assert park(client, keys, scripts, PONG, "waiting", "*") == 3
     client.rpush(keys.inbox(RUN), "Ada")
     client.hset(keys.run(PING), "state", "running")
-    assert park(client, keys, scripts, PING, "waiting", "user") == 0  # the answer is there already
+    assert park(client, keys, scripts, PING, "waiting", "user", epoch=2) == 0  # the answer is there already
+    client.lmove(keys.inbox(RUN), keys.inbox(PING), "LEFT", "RIGHT")
+    assert park(client, keys, scripts, PING, "waiting", "user", epoch=2) == 0  # claimed, not yet consumed
 
 
 def test_agents_that_read_each_others_state_stay_together() -> None:
@@ -221,3 +228,81 @@ def test_a_deferred_receive_is_written_with_the_next_record_or_not_at_all(client
 
     provider.fenced(2, unit=PING).write_sync(record(RUN, 2, agent=PING), earlier=received)
     assert [r["metadata"]["kind"] for r in provider.read_journal_sync(PING)] == ["receive", "tool"]
+
+
+# -- what the sweep finishes for agents whose worker died -----------------------------------------------------
+
+
+@pytest.fixture
+def executor(client, keys: Keys, worker_store, enqueued) -> SimpleNamespace:
+    """What the sweep and spread.finish_run read of an Executor."""
+    return SimpleNamespace(client=client, keys=keys, store=worker_store("sweeper:9"), enqueue=enqueued.append,
+                           settings=Settings(), program=lambda run: None)
+
+
+def spread_run(worker_store, client, keys: Keys) -> None:
+    store = worker_store("starter:1")
+    store.create(new_run(RUN, state="running"))
+    client.hset(keys.run(RUN), "spread", "1")
+    for agent_id in (PING, PONG):
+        unit(client, keys, agent_id, "done")
+
+
+def test_a_run_whose_ending_agent_died_is_ended_by_the_sweep_once(executor, worker_store, client, keys,
+                                                                     enqueued) -> None:
+    spread_run(worker_store, client, keys)
+    client.hset(keys.run(PING), "json", json.dumps({"agent_id": PING, "klass": "Pinger", "first": True,
+                                                     "result": "'ok'"}))
+    client.hset(keys.run(RUN), "ended", 1)  # decided long ago (PARK said "over"), never written: it died
+
+    heartbeat.sweep(executor)
+    heartbeat.sweep(executor)
+
+    run = executor.store.get(RUN)
+    assert (run.state, run.result) == ("succeeded", "'ok'")
+    ends = [json.loads(f[b"event"]) for _id, f in client.xrange(keys.events(RUN))]
+    assert [e["state"] for e in ends] == ["succeeded"]  # once
+    assert client.pttl(keys.run(PING)) > 0 and RUN.encode() not in client.smembers(keys.active)
+
+
+def test_a_run_ended_just_now_is_left_to_the_agent_that_ends_it(executor, worker_store, client, keys) -> None:
+    spread_run(worker_store, client, keys)
+    seconds, micros = client.time()
+    client.hset(keys.run(RUN), "ended", seconds * 1000 + micros // 1000)
+
+    heartbeat.sweep(executor)
+
+    assert executor.store.get(RUN).state == "running"
+
+
+def test_a_failed_agent_whose_worker_died_fails_the_run(executor, worker_store, client, keys) -> None:
+    spread_run(worker_store, client, keys)
+    client.hset(keys.run(PONG), mapping={"state": "failed", "json": json.dumps(
+        {"agent_id": PONG, "klass": "Ponger", "failed": "ValueError: boom"})})
+    client.hset(keys.run(RUN), "ended", 1)
+
+    heartbeat.sweep(executor)
+
+    run = executor.store.get(RUN)
+    assert (run.state, run.error) == ("failed", "ValueError: boom")
+
+
+def test_the_runs_own_task_that_died_starting_its_agents_is_enqueued_again(executor, worker_store, client, keys,
+                                                                           enqueued) -> None:
+    spread_run(worker_store, client, keys)
+    client.hset(keys.run(RUN), "starting", "1")  # and no lease: its task died
+
+    heartbeat.sweep(executor)
+    heartbeat.sweep(executor)
+
+    assert enqueued.count(RUN) == 1
+
+
+def test_an_ended_run_is_never_overwritten(executor, worker_store, client, keys) -> None:
+    spread_run(worker_store, client, keys)
+    client.hset(keys.run(RUN), "state", "cancelled")
+
+    assert finish_run(executor, RUN, "succeeded") is False
+    run = executor.store.get(RUN)
+    assert set_run(executor, run, "running") == 0
+    assert executor.store.get(RUN).state == "cancelled"
