@@ -316,6 +316,11 @@ class SpreadPeers:
         index = self.client.hincrby(self.keys.run(self.run_id), "agent_index", 1)
         return agent_id_for(klass, int(index), self.run_id)
 
+    def claim(self, klass: str) -> str:
+        candidate = self.new_agent_id(klass)
+        self.client.hsetnx(self.keys.run(self.run_id), f"singleton:{klass}", candidate)
+        return _text(self.client.hget(self.keys.run(self.run_id), f"singleton:{klass}"))
+
     async def receive(self, agent: Agent, source: str) -> dict[str, str]:
         linger = self.task.executor.settings.cluster.message_linger_s
         deadline = time.monotonic() + linger

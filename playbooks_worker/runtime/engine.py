@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import sys
 from collections.abc import Callable
@@ -48,6 +49,8 @@ class Peers(Protocol):
     def find(self, klass: str) -> str | None: ...
 
     def new_agent_id(self, klass: str) -> str: ...
+
+    def claim(self, klass: str) -> str: ...  # the one id get_or_create gives for this class
 
     async def receive(self, agent: Agent, source: str) -> dict[str, str]: ...
 
@@ -247,16 +250,24 @@ class Runtime:
             self.on_agent(agent)
         return agent
 
-    def create_agent(self, klass: str, kwargs: dict[str, Any]) -> Agent | RemoteAgent:
+    def create_agent(self, klass: str, kwargs: dict[str, Any], agent_id: str | None = None) -> Agent | RemoteAgent:
         try:
             definition = self.program.agent(klass)
         except KeyError:
             raise PlaybooksError(f"CreateAgent: no agent named {klass!r} in {self.program.path.name}") from None
         if self.peers is not None:
-            # Its own task: it exists (queued) exactly when this call's record is written.
+            # Its own task: it exists (queued) exactly when this call's record is written (by whichever
+            # creator records first, for an id claimed by get_or_create).
+            try:
+                json.dumps(kwargs)
+            except (TypeError, ValueError):
+                raise PlaybooksError(
+                    f"CreateAgent({klass!r}, …): its arguments must be plain data (JSON) when agents run as "
+                    f"tasks of their own: {kwargs!r:.200}", hint="pass ids, numbers, strings, lists or dicts; or "
+                    "keep the run's agents in one task: [cluster] spread_agents = false") from None
             creator = current_agent.get()
             assert creator is not None
-            agent_id = self.peers.new_agent_id(klass)
+            agent_id = agent_id or self.peers.new_agent_id(klass)
             creator.journal.staged.setdefault(current_frame.get().path, []).append(
                 {"create": {"agent_id": agent_id, "klass": klass, "kwargs": kwargs, "entry": False}})
             return RemoteAgent(agent_id, klass)
@@ -404,6 +415,8 @@ class _AgentClass:
                 found = runtime.peers.find(klass)
                 if found is not None:
                     return found
+                # Two agents asking at once must get one agent: the first to claim the class names it.
+                return runtime.create_agent(klass, kwargs, runtime.peers.claim(klass)).id
             for existing in runtime.agents.values():
                 if existing.klass == klass:
                     return existing.id

@@ -357,3 +357,50 @@ def test_two_agents_waiting_for_the_user_each_get_their_own_answer(cluster: Clus
     assert got in (["first got ada", "second got grace"], ["first got grace", "second got ada"]), result.out
     run_id = result.stderr.split("Submitted run ")[1].split()[0]
     assert cluster.client.llen(f"{PREFIX}:{{{run_id}}}:inbox") == 0  # every answer consumed, none twice
+
+
+SINGLETON = """
+# Left
+
+## Main
+### Triggers
+- At the beginning
+
+```python
+registry = await Registry.get_or_create()
+await SendMessage(f"agent {registry.id}", "left")
+```
+
+# Right
+
+## Main
+### Triggers
+- At the beginning
+
+```python
+registry = await Registry.get_or_create()
+await SendMessage(f"agent {registry.id}", "right")
+```
+
+# Registry
+
+## Collect
+
+```python
+names = sorted([await WaitForMessage("*"), await WaitForMessage("*")])
+await Say("user", f"registered {names}")
+```
+"""
+
+
+def test_agents_asking_for_the_same_agent_at_once_get_one(cluster: Cluster) -> None:
+    cluster.worker(concurrency=4)
+    cluster.write("singleton.pb", SINGLETON)
+
+    result = cluster.pb("run", "singleton.pb")
+
+    assert result.returncode == 0, result
+    assert result.out == ["registered ['left', 'right']"]
+    run_id = result.stderr.split("Submitted run ")[1].split()[0]
+    units = {m.decode() for m in cluster.client.smembers(f"{PREFIX}:{{{run_id}}}:units")}
+    assert sorted(u.split("_")[0] for u in units) == ["left", "registry", "right"]
