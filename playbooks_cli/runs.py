@@ -165,7 +165,8 @@ def agent_phrase(summary: dict[str, Any], agent: dict[str, Any]) -> str:
     if view["worker"]:
         phrase += f" on {view['worker']}"
     if view["waiting_for"]:
-        phrase += f" for {waits_for_text(view['waiting_for'])}"
+        # A running agent that waits still holds its worker (it reads its mailbox before it parks).
+        phrase += f"{', waiting' if view['state'] == 'running' else ''} for {waits_for_text(view['waiting_for'])}"
     if view["failovers"]:
         phrase += f", {view['failovers']} failover{'s' if view['failovers'] != 1 else ''}"
     return phrase

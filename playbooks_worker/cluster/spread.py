@@ -136,7 +136,7 @@ def start(executor: Executor, run: RunRecord, program: Program, io: ClusterIO) -
             pipe.hset(k.run(run_id), mapping={"agent_index": len(entries), "spread": "1"})
             pipe.execute()
             run.spread = True
-            io.status(f"▶️  {len(wake)} agent(s) started, each as its own task")
+            io.status(f"▶️  Each agent runs as a task of its own (playbooks status {run_id} shows where)")
         else:
             wake = _wake(executor, run_id)
         run.state, run.error, run.worker = "running", None, None
@@ -275,6 +275,7 @@ class SpreadPeers:
         self.pending: list[dict[str, str]] = []  # read from the stream, not yet taken
         self.last_id = "0-0"
         self.read_once = False
+        self.shown_waiting = False  # `waiting_for` set on the unit while this task waits holding its worker
         self.taken = taken  # message ids this agent's journal records as received
         self.seen: set[str] = set()  # message ids read from the stream by this task
 
@@ -330,6 +331,9 @@ class SpreadPeers:
                 if matches(message, source):
                     del self.pending[i]
                     self.taken.add(message["id"])
+                    if self.shown_waiting:
+                        self.shown_waiting = False
+                        self.client.hset(self.keys.run(agent.id), "waiting_for", "")
                     return message
             runtime = agent.runtime
             if runtime.stop_reason is not None:
@@ -348,6 +352,11 @@ class SpreadPeers:
             else:
                 reply = await asyncio.to_thread(self.client.xread, {mailbox: self.last_id}, count=100,
                                                 block=block_ms)
+            if not reply and not self.shown_waiting:
+                # Waiting longer than a conversation's turn: let `status` say for what (not on every
+                # receive: that write would cost a round trip per message).
+                self.shown_waiting = True
+                self.client.hset(self.keys.run(agent.id), "waiting_for", source.strip() or "*")
             self.read_once = True
             for _stream, entries in reply or ():
                 for entry_id, fields in entries:
@@ -408,7 +417,7 @@ class AgentTask:
         logs.bind_run(self.run_id)
         pipe = client.pipeline(transaction=False)
         pipe.hmget(k.run(self.agent_id), "json", "clean")
-        pipe.hset(k.run(self.agent_id), "clean", "0")
+        pipe.hset(k.run(self.agent_id), mapping={"clean": "0", "waiting_for": ""})
         (raw, clean), _ = pipe.execute()
         self.unit = json.loads(raw)
         announce = clean == b"0"  # its last task ended without parking: a crash or a handoff
@@ -592,7 +601,8 @@ def agent_rows(executor_or_client: Any, keys: Any, run_id: str) -> list[dict[str
             "klass": info.get("klass", ""),
             "state": state_text,
             "worker": _text(lease).split(" ")[0] if lease else None,
-            "waiting_for": (_text(waiting_for) or None) if state_text == "waiting" and waiting_for else None,
+            "waiting_for": (_text(waiting_for) or None) if state_text in ("waiting", "running") and waiting_for
+            else None,
             "failovers": int(failovers or 0),
             "error": info.get("failed"),
         })
