@@ -203,12 +203,12 @@ def _tag(exc: BaseException, record: dict[str, Any]) -> None:
         exc.__pbw_checkpoint__ = (record["checkpoint_id"], record["metadata"]["seq"])  # type: ignore[attr-defined]
 
 
-class AgentProxy:
-    """What playbook code sees as `self` / `agent`: id, klass, state, and its playbooks and builtins."""
+class _Handle:
+    """What playbook code holds for an agent: its id and class; referenced by id in checkpoints."""
 
     __slots__ = ("_agent",)
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Agent | RemoteAgent) -> None:
         object.__setattr__(self, "_agent", agent)
 
     @property
@@ -218,6 +218,23 @@ class AgentProxy:
     @property
     def klass(self) -> str:
         return self._agent.klass
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot set {name!r} on an agent; use self.state.{name} = …")
+
+    def __repr__(self) -> str:
+        return f"{self._agent.klass}({self._agent.id})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Never pickled with its runtime.
+        return (_agent_ref, (self._agent.id, self._agent.klass))
+
+
+class AgentProxy(_Handle):
+    """What playbook code sees as `self` / `agent`: id, klass, state, and its playbooks and builtins."""
+
+    __slots__ = ()
+    _agent: Agent
 
     @property
     def state(self) -> AgentState:
@@ -237,16 +254,6 @@ class AgentProxy:
             return agent.runtime.call_between(caller, agent, name)
         return value
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"cannot set {name!r} on an agent; use self.state.{name} = …")
-
-    def __repr__(self) -> str:
-        return f"{self._agent.klass}({self._agent.id})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # An agent is referenced by id in checkpoints, never pickled with its runtime.
-        return (_agent_ref, (self._agent.id, self._agent.klass))
-
 
 class RemoteAgent:
     """Another agent of a spread run, living in its own task (maybe on another worker): known by id and class.
@@ -258,21 +265,10 @@ class RemoteAgent:
         self.proxy = RemoteAgentProxy(self)
 
 
-class RemoteAgentProxy:
+class RemoteAgentProxy(_Handle):
     """What playbook code sees for an agent in another task: `.id`, `.klass`, and a clear error for the rest."""
 
-    __slots__ = ("_agent",)
-
-    def __init__(self, agent: RemoteAgent) -> None:
-        object.__setattr__(self, "_agent", agent)
-
-    @property
-    def id(self) -> str:
-        return self._agent.id
-
-    @property
-    def klass(self) -> str:
-        return self._agent.klass
+    __slots__ = ()
 
     def __getattr__(self, name: str) -> Any:
         from playbooks_worker.errors import PlaybooksError
@@ -282,15 +278,6 @@ class RemoteAgentProxy:
             f"agent {agent.klass} ({agent.id}) runs as its own task in this cluster run: its playbook or "
             f"attribute {name!r} cannot be used from another agent; send it a message instead",
             hint="or keep the run's agents in one task: [cluster] spread_agents = false")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"cannot set {name!r} on an agent")
-
-    def __repr__(self) -> str:
-        return f"{self._agent.klass}({self._agent.id})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_agent_ref, (self._agent.id, self._agent.klass))
 
 
 def _agent_ref(agent_id: str, klass: str) -> str:
