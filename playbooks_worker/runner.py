@@ -12,7 +12,7 @@ import itertools
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,8 +38,15 @@ from playbooks_worker.errors import (
     RunError,
 )
 from playbooks_worker.program.model import Program
-from playbooks_worker.runs import FileRunStore, RunRecord, RunStore, new_run_id, valid_records
-from playbooks_worker.runtime.engine import AgentJournal, RunIO, Runtime, agent_id_for, run_id_of_agent
+from playbooks_worker.runs import Attempt, FileRunStore, RunRecord, RunStore, new_run_id, valid_records
+from playbooks_worker.runtime.engine import (
+    AgentJournal,
+    RunIO,
+    Runtime,
+    agent_id_for,
+    entry_agents,
+    run_id_of_agent,
+)
 
 log = logging.getLogger("playbooks_worker.runner")
 
@@ -77,6 +84,12 @@ def _failing_checkpoint(error: BaseException) -> tuple[str, int] | None:
             return tag
         current = current.__cause__ or current.__context__
     return None
+
+
+def in_creation_order(run_id: str, agent_ids: Iterable[str]) -> list[str]:
+    """Agent ids of a run (`{klass}_{n}_{run_id}`) by n."""
+    suffix = f"_{run_id}"
+    return sorted(agent_ids, key=lambda a: int(a[: -len(suffix)].rsplit("_", 1)[-1] or 0))
 
 
 def fork_journals(provider: CheckpointProvider, agent_ids: list[str], old: RunRecord, new_run_id: str,
@@ -120,9 +133,7 @@ class Runner:
         return None
 
     def agent_ids(self, run_id: str) -> list[str]:
-        suffix = f"_{run_id}"
-        return sorted(self.provider.run_agents_sync(run_id),
-                      key=lambda a: int(a[: -len(suffix)].rsplit("_", 1)[-1] or 0))
+        return in_creation_order(run_id, self.provider.run_agents_sync(run_id))
 
     # -- the three ways in -----------------------------------------------------------------------------
 
@@ -172,6 +183,10 @@ class Runner:
 
     # -- one run, one or more attempts -----------------------------------------------------------------
 
+    # Whether taking the run (`_owned`) also saves the record with its first attempt begun (workers: in the
+    # lease's own write), instead of a save of its own once the attempt's journals are loaded.
+    owning_saves_attempt = False
+
     @contextlib.contextmanager
     def _owned(self, run: RunRecord) -> Iterator[CheckpointProvider]:
         """Exclusive execution of `run` while the block runs; yields the provider to write through."""
@@ -181,27 +196,34 @@ class Runner:
             with self.runs.lock(run.run_id):
                 yield self.provider
 
+    def _begin_attempt(self, program: Program, run: RunRecord, cutoff: int | None) -> Attempt:
+        """The record of a new attempt, with the agents it starts (not saved yet)."""
+        attempt = run.begin_attempt(cutoff)
+        run.error = None
+        run.failed_seq = None
+        run.waiting_for = None
+        run.program_digest = program.digest
+        for index, (definition, _) in enumerate(entry_agents(program), start=1):
+            self._add_agent(run, agent_id_for(definition.name, index, run.run_id), definition.name, save=False)
+        return attempt
+
     async def _execute(self, program: Program, run: RunRecord, *, cutoff: int | None, changed: bool) -> RunOutcome:
         from playbooks_worker.llm.provider import require_llm
 
         require_llm(program, self.settings)
         announce = True
+        attempt = self._begin_attempt(program, run, cutoff)
         with self._owned(run) as provider:
+            saved = self.owning_saves_attempt
             while True:
-                attempt = run.begin_attempt(cutoff)
                 logs.bind_run(run.run_id)
                 log.info("run %s: attempt %d started", run.run_id, attempt.number)
-                run.error = None
-                run.failed_seq = None
-                run.waiting_for = None
-                run.program_digest = program.digest
                 journals, next_seq = self._load(run, announce)
                 runtime = Runtime(program, run_id=run.run_id, attempt=attempt.number, provider=provider,
                                   io=self.reporter, journals=journals, next_seq=next_seq, settings=self.settings)
-                for index, (definition, _) in enumerate(runtime.entry_agents(), start=1):
-                    self._add_agent(run, agent_id_for(definition.name, index, run.run_id), definition.name,
-                                    save=False)
-                self._save(run)  # the attempt counts from its start, with the agents it starts
+                if not saved:
+                    self._save(run)  # the attempt counts from its start, with the agents it starts
+                saved = False
                 runtime.on_agent = lambda agent, run=run: self._add_agent(run, agent.id, agent.klass)
                 self._started(run, runtime)
                 try:
@@ -226,6 +248,7 @@ class Runner:
                                          "from the beginning")
                     announce = False
                     self._end(run, runtime, "diverged")
+                    attempt = self._begin_attempt(program, run, cutoff)
                     continue
                 except Fenced as exc:
                     metrics.runs_executed.labels("fenced").inc()
@@ -234,29 +257,36 @@ class Runner:
                 except Handoff as exc:
                     run.handoffs += 1
                     metrics.handoffs.inc()
-                    self._end(run, runtime, "queued", "handed off")
-                    return RunOutcome(run, "handed_off", error=exc)
+                    outcome = RunOutcome(run, "handed_off", error=exc)
+                    self._end(run, runtime, "queued", "handed off", outcome)
+                    return outcome
                 except Cancelled as exc:
-                    self._end(run, runtime, "cancelled", "cancelled")
-                    return RunOutcome(run, "cancelled", error=exc)
+                    outcome = RunOutcome(run, "cancelled", error=exc)
+                    self._end(run, runtime, "cancelled", "cancelled", outcome)
+                    return outcome
                 except InputUnavailable as exc:
                     run.waiting_for = "user"
-                    self._end(run, runtime, "waiting")
-                    return RunOutcome(run, "waiting", error=exc)
+                    outcome = RunOutcome(run, "waiting", error=exc)
+                    self._end(run, runtime, "waiting", outcome=outcome)
+                    return outcome
                 except (KeyboardInterrupt, asyncio.CancelledError) as exc:
-                    self._end(run, runtime, "running", "interrupted")
-                    return RunOutcome(run, "interrupted", error=exc)
+                    outcome = RunOutcome(run, "interrupted", error=exc)
+                    self._end(run, runtime, "running", "interrupted", outcome)
+                    return outcome
                 except Exception as exc:
                     failing = _failing_checkpoint(exc)
                     run.failed_seq = failing[1] if failing else None
-                    self._end(run, runtime, "failed", f"{type(exc).__name__}: {exc}")
                     if isinstance(exc, PlaybooksError) and not failing:
-                        raise
-                    return RunOutcome(run, "failed", error=exc)
+                        self._end(run, runtime, "failed", f"{type(exc).__name__}: {exc}")
+                        raise  # the caller reports it
+                    outcome = RunOutcome(run, "failed", error=exc)
+                    self._end(run, runtime, "failed", f"{type(exc).__name__}: {exc}", outcome)
+                    return outcome
                 run.result = None if result is None else repr(result)[:500]
-                self._end(run, runtime, "succeeded")
+                outcome = RunOutcome(run, "succeeded", result=result)
+                self._end(run, runtime, "succeeded", outcome=outcome)
                 self._prune(run)
-                return RunOutcome(run, "succeeded", result=result)
+                return outcome
 
     def _started(self, run: RunRecord, runtime: Runtime) -> None:
         """Called when an attempt's runtime exists, before it runs (workers attach their heartbeat here)."""
@@ -289,7 +319,10 @@ class Runner:
                     best = (seq, f"{record['checkpoint_id']} ({record['metadata']['statement']})")
         return best[1] if best else None
 
-    def _end(self, run: RunRecord, runtime: Runtime, state: str, error: str | None = None) -> None:
+    def _end(self, run: RunRecord, runtime: Runtime, state: str, error: str | None = None,
+             outcome: RunOutcome | None = None) -> None:
+        """Record how the attempt ended; `outcome` when this ends the run's execution here (and the caller does
+        not raise instead)."""
         run.state = "running" if state in ("running", "diverged") else state
         run.worker = None if run.state != "running" else run.worker
         run.error = error
@@ -298,7 +331,7 @@ class Runner:
         attempt.outcome = "interrupted" if error == "interrupted" else state
         metrics.runs_executed.labels("handed_off" if state == "queued" else attempt.outcome).inc()
         run.agents = [{"agent_id": a.id, "klass": a.klass} for a in runtime.agents.values()]
-        self._save(run)
+        self._save(run, outcome)
 
     def _add_agent(self, run: RunRecord, agent_id: str, klass: str, save: bool = True) -> None:
         # Saved as each agent is created, so `status` of a run that crashed still lists its agents.
@@ -307,7 +340,8 @@ class Runner:
             if save:
                 self._save(run)
 
-    def _save(self, run: RunRecord) -> None:
+    def _save(self, run: RunRecord, outcome: RunOutcome | None = None) -> None:
+        """Write the record; `outcome`: the attempt's end, which this write records (workers announce it in it)."""
         if self.runs is not None:
             self.runs.save(run)
 

@@ -18,7 +18,7 @@ import secrets
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -71,9 +71,10 @@ class RunRecord:
         return self.state in FINISHED
 
     def to_json(self, *, sources: bool = True) -> dict[str, Any]:
-        # By hand, not dataclasses.asdict: that deep-copies the program's sources on every save.
+        # By hand, not dataclasses.asdict: that deep-copies the program's sources (and each attempt's fields, all
+        # flat) on every save.
         data = {name: getattr(self, name) for name in self.__dataclass_fields__ if sources or name != "sources"}
-        data["attempts"] = [asdict(a) for a in self.attempts]
+        data["attempts"] = [dict(vars(a)) for a in self.attempts]
         return data
 
     @classmethod

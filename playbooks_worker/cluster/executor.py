@@ -7,7 +7,6 @@ lock), a fenced store, and an IO that turns output and status lines into events 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -21,17 +20,18 @@ import redis
 
 from playbooks_worker.checkpoints.redis import RedisCheckpointProvider
 from playbooks_worker.checkpoints.signing import load_secret_key
+from playbooks_worker.cluster import loops
 from playbooks_worker.cluster.connection import redis_client
 from playbooks_worker.cluster.heartbeat import process_alive
 from playbooks_worker.cluster.keys import Keys, is_agent_unit
 from playbooks_worker.cluster.scripts import Scripts
-from playbooks_worker.cluster.store import NotRunnable, RedisRunStore
+from playbooks_worker.cluster.store import NotRunnable, Ownership, RedisRunStore
 from playbooks_worker.config import Settings
 from playbooks_worker.errors import Fenced, InputUnavailable, PlaybooksError, RunNotFound
 from playbooks_worker.messages import failure_lines, found_checkpoint_lines, no_checkpoints_line, resumed_line
 from playbooks_worker.program import parse_sources
 from playbooks_worker.program.model import Program
-from playbooks_worker.runner import Runner, RunOutcome
+from playbooks_worker.runner import Runner, RunOutcome, in_creation_order
 from playbooks_worker.runs import RunRecord
 from playbooks_worker.runtime.engine import Runtime
 
@@ -84,26 +84,69 @@ class ClusterIO:
         pass
 
 
+def end_event(outcome: RunOutcome, program: Program, owner: str) -> dict[str, Any] | None:
+    """The event announcing how an attempt ended, published with the record that says so (store.save)."""
+    run, status = outcome.run, outcome.status
+    if status == "succeeded":
+        return {"type": "end", "state": "succeeded", "lines": ["Execution complete ✅"]}
+    if status == "failed":
+        return {"type": "end", "state": "failed", "lines": failure_lines(outcome.error, program.sources),
+                "hint": f"fix the program, then: playbooks run {run.program_display} --resume"}
+    if status == "waiting":
+        return {"type": "end", "state": "waiting", "lines": ["⏸️  The run is waiting for input from user"],
+                "hint": f"answer with: playbooks send {run.run_id} 'your answer'"}
+    if status == "cancelled":
+        return {"type": "end", "state": "cancelled", "lines": ["⏹️  Run cancelled"]}
+    if status == "handed_off":
+        return {"type": "status", "text": f"↪️  Worker {owner} is shutting down: the run continues on another worker"}
+    return None  # interrupted: the run stays running, for the reaper to hand on
+
+
 class ClusterRunner(Runner):
+    """A run's attempts on a worker. Starting costs one write, the lease's (store.acquire: the record with the
+    attempt begun, the status line naming the worker, the run's agents back), and ending one more, the record's
+    (store.save: the final state, the event announcing it, the keys' expiry, the lease released)."""
+
+    owning_saves_attempt = True
+
     def __init__(self, settings: Settings, reporter: ClusterIO, provider: RedisCheckpointProvider,
-                 store: RedisRunStore) -> None:
+                 store: RedisRunStore, program: Program) -> None:
         super().__init__(settings, reporter, provider, store)
         self.store = store
         self.io = reporter
+        self.program = program
+        self.ownership: Ownership | None = None
+        self._indexed: set[str] | None = None  # the run's agents as indexed when it was taken, for its first load
 
     @contextlib.contextmanager
     def _owned(self, run: RunRecord) -> Iterator[RedisCheckpointProvider]:
-        with self.store.lock(run.run_id) as ownership:
-            run.worker = self.store.owner
+        run.worker = self.store.owner
+        status = {"type": "status", "text": f"▶️  Running on worker {self.store.owner} (epoch {{epoch}})"}
+        with self.store.lock(run.run_id, record=run, event=status) as ownership:
             self.ownership = ownership
-            self.io.status(f"▶️  Running on worker {self.store.owner} (epoch {ownership.epoch})")
+            self._indexed = set(ownership.agents or ())
             assert isinstance(self.provider, RedisCheckpointProvider)
             yield self.provider.fenced(ownership.epoch)
+
+    def agent_ids(self, run_id: str) -> list[str]:
+        indexed, self._indexed = self._indexed, None
+        if indexed is not None and self.ownership is not None and self.ownership.run_id == run_id:
+            # Nothing but this owner has written the index since it was read with the lease; later loads (after
+            # a divergence) read it again.
+            return in_creation_order(run_id, indexed)
+        return super().agent_ids(run_id)
+
+    def _add_agent(self, run: RunRecord, agent_id: str, klass: str, save: bool = True) -> None:
+        if self.ownership is not None and self.ownership.agents is not None:
+            # Its journal expires with the run (store.save), even if a later attempt no longer creates it.
+            self.ownership.agents.add(agent_id)
+        super()._add_agent(run, agent_id, klass, save)
 
     def _started(self, run: RunRecord, runtime: Runtime) -> None:
         def stop(reason: Any) -> None:
             runtime.stop_reason = reason
 
+        assert self.ownership is not None
         self.ownership.stop = stop
         if Executor.draining.is_set():
             from playbooks_worker.errors import Handoff
@@ -114,9 +157,10 @@ class ClusterRunner(Runner):
         """Finished runs in Redis expire after [cluster] finished_ttl_s instead: finding the program's older
         runs after every success would cost more than a short run itself."""
 
-    def _save(self, run: RunRecord) -> None:
+    def _save(self, run: RunRecord, outcome: RunOutcome | None = None) -> None:
         try:
-            self.store.save(run)
+            self.store.save(run, event=None if outcome is None else end_event(outcome, self.program,
+                                                                               self.store.owner))
         except Fenced as exc:
             self.fenced = exc
             log.warning("run %s: not saved, another worker owns it now", run.run_id)
@@ -174,7 +218,7 @@ class Executor:
         enqueue_run(run_id, self.settings)
 
     def program(self, run: RunRecord) -> Program:
-        key = f"{run.program_digest}:{hash(json.dumps(run.sources, sort_keys=True))}"
+        key = f"{run.program_digest}:{hash(frozenset(run.sources.items()))}"
         with self._programs_lock:
             if key in self._programs:
                 self._programs.move_to_end(key)
@@ -211,8 +255,8 @@ class Executor:
             if run.spread or (not run.attempts and run.parent is None and self.settings.cluster.spread_agents
                               and spread.should_spread(program)):
                 return spread.start(self, run, program, io)
-            runner = ClusterRunner(self.settings, io, self.provider, self.store)
-            outcome = asyncio.run(runner.execute(program, run))
+            runner = ClusterRunner(self.settings, io, self.provider, self.store, program)
+            outcome = loops.run(runner.execute(program, run))
         except NotRunnable as exc:
             if not self._take_from_dead_local_holder(run_id):
                 return f"dropped: {exc.message}"
@@ -232,7 +276,7 @@ class Executor:
             self._fail_unowned(run_id, fault)
             io.publish({"type": "end", "state": "failed", "lines": [f"❌ {fault.message}"], "hint": fault.hint})
             return "failed"
-        return self._report(io, outcome, program)
+        return outcome.status  # announced by the runner's last write (end_event)
 
     def _fail_unowned(self, run_id: str, exc: PlaybooksError) -> None:
         """A run refused before it could start (bad [llm] settings, a program that no longer parses)."""
@@ -256,21 +300,3 @@ class Executor:
         from playbooks_worker.cluster.heartbeat import reap_one
 
         return reap_one(self, run_id, expected_lease=holder.decode(), enqueue=False)
-
-    def _report(self, io: ClusterIO, outcome: RunOutcome, program: Program | None) -> str:
-        status = outcome.status
-        if status == "succeeded":
-            io.publish({"type": "end", "state": "succeeded", "lines": ["Execution complete ✅"]})
-        elif status == "failed":
-            lines = failure_lines(outcome.error, program.sources if program else {})
-            io.publish({"type": "end", "state": "failed", "lines": lines,
-                        "hint": f"fix the program, then: playbooks run {outcome.run.program_display} --resume"})
-        elif status == "waiting":
-            io.publish({"type": "end", "state": "waiting", "lines": ["⏸️  The run is waiting for input from user"],
-                        "hint": f"answer with: playbooks send {outcome.run.run_id} 'your answer'"})
-        elif status == "cancelled":
-            io.publish({"type": "end", "state": "cancelled", "lines": ["⏹️  Run cancelled"]})
-        elif status == "handed_off":
-            io.status(f"↪️  Worker {self.store.owner} is shutting down: the run continues on another worker")
-        return status
-

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 # KEYS: epoch, journal, agents, events, inbox
 # ARGV: epoch ("" = unfenced: local mode), counter, signed record, agent id, event JSON or "", consume "1"/"0",
 #       and optionally the counter and signed record of an earlier record written with it (a deferred receive)
@@ -133,9 +135,14 @@ end
 return 1
 """
 
-# KEYS: unit (a run, or an agent of a spread run), epoch, lease, run (the same as unit for a run)
-# ARGV: owner, lease_ms
-# -> {epoch} acquired | {-1, holder} a live lease holds it | {-2, state} not runnable | {-3} no such run
+# Taking a unit. A run's own task also starts its attempt here, in the same write (store.acquire with a record):
+# the record with the attempt begun, the status event naming the worker and epoch, and the run's agent ids back,
+# so that starting costs one round trip.
+# KEYS: unit (a run, or an agent of a spread run), epoch, lease, run (the same as unit for a run), and to start an
+#       attempt: events, agents, units
+# ARGV: owner, lease_ms, and to start an attempt: record JSON, status event JSON ("{epoch}" in it becomes the epoch)
+# -> {epoch} acquired ({epoch, agent ids, unit ids} when starting an attempt) | {-1, holder} a live lease holds it
+#    | {-2, state} not runnable | {-3} no such run
 ACQUIRE = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {-3} end
@@ -147,7 +154,10 @@ if holder then return {-1, holder} end
 local epoch = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[3], ARGV[1] .. ' ' .. epoch, 'PX', ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'running')
-return {epoch}
+if #KEYS == 4 then return {epoch} end
+redis.call('HSET', KEYS[1], 'json', ARGV[3])
+redis.call('XADD', KEYS[5], '*', 'event', (string.gsub(ARGV[4], '{epoch}', tostring(epoch))))
+return {epoch, redis.call('SMEMBERS', KEYS[6]), redis.call('SMEMBERS', KEYS[7])}
 """
 
 # KEYS: lease, run (for an agent of a spread run: its run's)
@@ -167,9 +177,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# KEYS: run, epoch, lease, inbox
-# ARGV: epoch, record JSON, state, finished_ttl_ms ("0" = keep), release "1"/"0", then the run's other keys to
-#       expire with it (agents, events, journals: same hash tag)
+# KEYS: run, epoch, lease, inbox, then optionally events and the run's other keys to expire with it (agents,
+#       units, journals: same hash tag)
+# ARGV: epoch, record JSON, state, finished_ttl_ms ("0" = keep), release "1"/"0", and optionally an event JSON
+#       ('' = none) published to KEYS[5] in the same write: how the attempt ended, so that a run's end event exists
+#       exactly when its final state does
 # -> 1 saved | -1 fenced | -2 asked to wait for input but input has arrived: stay running
 SAVE_RUN = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
@@ -183,12 +195,13 @@ if ARGV[5] == '1' then
   local lease = redis.call('GET', KEYS[3])
   if lease and string.sub(lease, -string.len(ARGV[1]) - 1) == ' ' .. ARGV[1] then redis.call('DEL', KEYS[3]) end
 end
+if ARGV[6] and ARGV[6] ~= '' then redis.call('XADD', KEYS[5], '*', 'event', ARGV[6]) end
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
   redis.call('PEXPIRE', KEYS[4], ttl)
-  for i = 6, #ARGV do redis.call('PEXPIRE', ARGV[i], ttl) end
+  for i = 5, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
 end
 return 1
 """
@@ -252,6 +265,24 @@ return 1
 
 class Scripts:
     """The scripts registered on one client (redis-py caches them by SHA: EVALSHA, falling back to EVAL)."""
+
+    @staticmethod
+    def queue(pipe: Any, script: Any, keys: list[Any], args: list[Any]) -> None:
+        """Queue `script` on a pipeline as a bare EVALSHA; read its reply with `reply`.
+
+        redis-py's own scripts in a pipeline (`script(..., client=pipe)`) send SCRIPT EXISTS before every execute:
+        a round trip more each time, for the case (a Redis restart, SCRIPT FLUSH) that `reply` handles instead."""
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+    @staticmethod
+    def reply(reply: Any, script: Any, keys: list[Any], args: list[Any]) -> Any:
+        """The reply of a script queued with `queue` (the pipeline executed with raise_on_error=False): Redis
+        lost the script meanwhile, it is loaded and run again, alone."""
+        if isinstance(reply, NoScriptError):
+            return script(keys=keys, args=args)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     def __init__(self, client: Any) -> None:
         self.append_checkpoint = client.register_script(APPEND_CHECKPOINT)

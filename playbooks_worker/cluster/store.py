@@ -45,6 +45,9 @@ class Ownership:
     epoch: int
     lease_value: str
     stop: Callable[[Callable[[], BaseException]], None] | None = None  # tells the run to stop at its next await
+    # A run owned by its own task: its agent ids as indexed when it was taken, plus those its runner added since.
+    # Only the owner writes journals (fenced), so this is the index without reading it again (store.save).
+    agents: set[str] | None = None
 
 
 class RedisRunStore:
@@ -96,44 +99,63 @@ class RedisRunStore:
     def cancel_requested(self, run_id: str) -> bool:
         return bool(self.client.hget(self.keys.run(run_id), "cancel"))
 
-    def save(self, run: RunRecord) -> None:
-        """Write the record as the run's owner (fenced), or as its creator when nobody owns it."""
+    def save(self, run: RunRecord, *, event: dict[str, Any] | None = None) -> None:
+        """Write the record as the run's owner (fenced), or as its creator when nobody owns it. `event` (how an
+        attempt ended) is published in the same atomic write: it exists exactly when the state it announces does."""
         run.updated_at = time.time()
         owned = self.owned.get(run.run_id)
-        k = self.keys
+        k, run_id = self.keys, run.run_id
         finished = run.state in FINISHED or run.state == "failed"
-        # Everything of a finished run expires together; agents are listed from the index (the record may
-        # not know an agent created just before a crash).
-        expiring = ([k.agents(run.run_id), k.events(run.run_id), k.units(run.run_id),
-                     *(key for a in self._agents(run) for key in (k.journal(run.run_id, a), *k.agent_keys(a)))]
-                    if finished else [])
-        result = self.scripts.save_run(
-            keys=[k.run(run.run_id), k.epoch(run.run_id), k.lease(run.run_id), k.inbox(run.run_id)],
-            args=["" if owned is None else str(owned.epoch), _record_json(run), run.state,
-                  str(self.finished_ttl_ms if finished else 0), "0" if run.state == "running" else "1",
-                  *expiring],
-        )
+        keys = [k.run(run_id), k.epoch(run_id), k.lease(run_id), k.inbox(run_id)]
+        if finished or event is not None:
+            keys.append(k.events(run_id))
+        if finished:
+            # Everything of a finished run expires together; agents are listed from the index (the record may
+            # not know an agent created just before a crash). Only a spread run's agents have keys of their own.
+            keys += [k.agents(run_id), k.units(run_id),
+                     *(key for a in self._agents(run, owned)
+                       for key in (k.journal(run_id, a), *(k.agent_keys(a) if run.spread else ())))]
+        args = ["" if owned is None else str(owned.epoch), _record_json(run), run.state,
+                str(self.finished_ttl_ms if finished else 0), "0" if run.state == "running" else "1",
+                "" if event is None else json.dumps(event, default=str)]
+        pipe = self.client.pipeline(transaction=False)
+        self.scripts.queue(pipe, self.scripts.save_run, keys, args)
+        if run.state != "running":
+            # The indexes live in other slots, so not in the script: sent in the same round trip, and put back
+            # below if the write was refused.
+            if finished:
+                pipe.srem(k.active, run_id)
+            pipe.zrem(k.leases, run_id)
+        result = self.scripts.reply(pipe.execute(raise_on_error=False)[0], self.scripts.save_run, keys, args)
         if result == -1:
+            if run.state != "running":
+                self._watch_again(run_id)
             metrics.fenced_writes.inc()
-            raise Fenced(run.run_id, owned.epoch if owned else 0)
+            raise Fenced(run_id, owned.epoch if owned else 0)
         if result == -2:
             # It was about to wait for input, but input had arrived: run it again instead.
             run.state = "queued"
             self.save(run)
             return
         if run.state != "running" and owned is not None:
-            self.owned.pop(run.run_id, None)
-        if run.state != "running":
-            pipe = self.client.pipeline(transaction=False)  # the indexes live in other slots: not in the script
-            if finished:
-                pipe.srem(k.active, run.run_id)
-            pipe.zrem(k.leases, run.run_id)
-            pipe.execute()
+            self.owned.pop(run_id, None)
         if run.state == "queued" and self.enqueue is not None:
-            self.enqueue(run.run_id)
+            self.enqueue(run_id)
 
-    def _agents(self, run: RunRecord) -> set[str]:
+    def _watch_again(self, run_id: str) -> None:
+        """A refused write took the run out of the indexes the reapers read: put it back while it is unfinished.
+        Its deadline is now: the reaper looks at it at once, sees the new owner's lease, and keeps it until that
+        owner's heartbeat moves the deadline on."""
+        if _text(self.client.hget(self.keys.run(run_id), "state")) in ("queued", "running", "waiting"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.sadd(self.keys.active, run_id)
+            pipe.zadd(self.keys.leases, {run_id: round(time.time() * 1000)}, gt=True)
+            pipe.execute()
+
+    def _agents(self, run: RunRecord, owned: Ownership | None = None) -> set[str]:
         known = {a["agent_id"] for a in run.agents}
+        if owned is not None and owned.agents is not None:
+            return known | owned.agents
         pipe = self.client.pipeline(transaction=False)
         pipe.smembers(self.keys.agents(run.run_id))
         pipe.smembers(self.keys.units(run.run_id))
@@ -182,15 +204,23 @@ class RedisRunStore:
 
     # -- ownership -------------------------------------------------------------------------------------
 
-    def acquire(self, run_id: str) -> Ownership:
-        """Own a unit: a run, or one agent of a spread run (an agent id)."""
+    def acquire(self, run_id: str, *, record: RunRecord | None = None,
+                event: dict[str, Any] | None = None) -> Ownership:
+        """Own a unit: a run, or one agent of a spread run (an agent id).
+
+        With `record` (a run's own task starting an attempt: the record with the attempt begun), the record is
+        written and `event` published in the same atomic step, and the ownership knows the run's agents."""
         k = self.keys
+        keys = [k.run(run_id), k.epoch(run_id), k.lease(run_id), k.run(unit_run(run_id))]
+        args: list[Any] = [self.owner, self.lease_ms]
+        if record is not None:
+            keys += [k.events(run_id), k.agents(run_id), k.units(run_id)]
+            args += [_record_json(record), "" if event is None else json.dumps(event, default=str)]
         pipe = self.client.pipeline(transaction=False)
-        self.scripts.acquire(keys=[k.run(run_id), k.epoch(run_id), k.lease(run_id), k.run(unit_run(run_id))],
-                             args=[self.owner, self.lease_ms], client=pipe)
+        self.scripts.queue(pipe, self.scripts.acquire, keys, args)
         # Advisory, and harmless when the acquisition failed: the reapers check the lease key itself.
         pipe.zadd(k.leases, {run_id: self._deadline_ms()}, gt=True)
-        reply = pipe.execute()[0]
+        reply = self.scripts.reply(pipe.execute(raise_on_error=False)[0], self.scripts.acquire, keys, args)
         code = int(reply[0])
         if code == -3:
             raise RunNotFound(f"no run {run_id!r} in Redis")
@@ -199,6 +229,8 @@ class RedisRunStore:
         if code == -1:
             raise NotRunnable(f"run {run_id} is held by {_text(reply[1])} (a live lease)")
         ownership = Ownership(run_id, code, f"{self.owner} {code}")
+        if record is not None:
+            ownership.agents = {_text(a) for ids in reply[1:] for a in ids}
         self.owned[run_id] = ownership
         return ownership
 
@@ -211,8 +243,9 @@ class RedisRunStore:
             self.scripts.release(keys=[self.keys.lease(run_id)], args=[ownership.lease_value])
 
     @contextlib.contextmanager
-    def lock(self, run_id: str) -> Iterator[Ownership]:
-        ownership = self.acquire(run_id)
+    def lock(self, run_id: str, *, record: RunRecord | None = None,
+             event: dict[str, Any] | None = None) -> Iterator[Ownership]:
+        ownership = self.acquire(run_id, record=record, event=event)
         try:
             yield ownership
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -77,11 +78,38 @@ def run_id_of_agent(agent_id: str) -> str:
     return agent_id.rsplit("_", 1)[-1]
 
 
+def entry_agents(program: Program) -> list[tuple[AgentDef, list[PlaybookDef]]]:
+    """The agents a run starts with, each with its entry playbooks, in the program's order."""
+    groups: dict[str, tuple[AgentDef, list[PlaybookDef]]] = {}
+    for definition, playbook in program.entry_points():
+        groups.setdefault(definition.name, (definition, []))[1].append(playbook)
+    return list(groups.values())
+
+
 def display_path(path: str) -> str:
     try:
         return str(Path(path).relative_to(Path.cwd()))
     except ValueError:
         return path
+
+
+def _source_files(program: Program) -> tuple[dict[str, tuple[str, list[str]]], dict[str, list[str]]]:
+    """The program's sources by the filename their code is compiled under (resolved paths, as namespace.py
+    compiles them) and by the name shown to users. Once per program and working directory, like the code it
+    maps: resolving every path on every run cost a worker more than a tenth of a one-step run."""
+    cwd = os.getcwd()
+    cached = program.__dict__.get("_source_files")
+    if cached is not None and cached[0] == cwd:
+        return cached[1], cached[2]
+    files: dict[str, tuple[str, list[str]]] = {}
+    lines_by_display: dict[str, list[str]] = {}
+    for path, text in program.sources.items():
+        lines = text.splitlines()
+        shown = display_path(path)
+        files[code_filename(path)] = (shown, lines)
+        lines_by_display[shown] = lines
+    program.__dict__["_source_files"] = (cwd, files, lines_by_display)
+    return files, lines_by_display
 
 
 class Runtime:
@@ -122,14 +150,10 @@ class Runtime:
         self.mailboxes = Mailboxes()
         self.mailboxes.rebuild([r for saved in self.journals.values() for r in saved.records])
         self.background: list[asyncio.Task[Any]] = []
-        # compiled filename -> (name shown to users, source lines)
-        self.files: dict[str, tuple[str, list[str]]] = {}
-        self._lines_by_display: dict[str, list[str]] = {}
-        for path, text in program.sources.items():
-            lines = text.splitlines()
-            shown = display_path(path)
-            self.files[code_filename(path)] = (shown, lines)
-            self._lines_by_display[shown] = lines
+        # compiled filename -> (name shown to users, source lines); copies: LLM code adds its own
+        files, lines_by_display = _source_files(program)
+        self.files: dict[str, tuple[str, list[str]]] = dict(files)
+        self._lines_by_display: dict[str, list[str]] = dict(lines_by_display)
 
     # -- hooks used by agents --------------------------------------------------------------------------
 
@@ -329,10 +353,7 @@ class Runtime:
             await self.close_llm()
 
     def entry_agents(self) -> list[tuple[AgentDef, list[PlaybookDef]]]:
-        groups: dict[str, tuple[AgentDef, list[PlaybookDef]]] = {}
-        for definition, playbook in self.program.entry_points():
-            groups.setdefault(definition.name, (definition, []))[1].append(playbook)
-        return list(groups.values())
+        return entry_agents(self.program)
 
     async def run(self, args: dict[str, Any] | None = None) -> Any:
         """Run the program to its end; returns the first entry playbook's value (None after EndProgram)."""
@@ -364,8 +385,7 @@ class Runtime:
 
     async def _until_done(self, mains: list[asyncio.Future[Any]]) -> None:
         """Until every agent's task finished, or all that remain wait for messages no one can send."""
-        woken = asyncio.Event()
-        self.mailboxes.on_block = woken
+        loop = asyncio.get_running_loop()
         while True:
             tasks = [*mains, *self.background]
             for task in tasks:
@@ -374,12 +394,23 @@ class Runtime:
             running = [t for t in tasks if not t.done()]
             if not running or self.mailboxes.quiescent(len(running)):
                 return
-            woken.clear()
-            waiter = asyncio.ensure_future(woken.wait())
+            # Woken when a task ends or starts waiting for a message. A bare future: a task waiting on an Event
+            # and asyncio.wait cost a worker event-loop turns on every run, each a system call.
+            woken: asyncio.Future[None] = loop.create_future()
+
+            def wake(*_: Any, woken: asyncio.Future[None] = woken) -> None:
+                if not woken.done():
+                    woken.set_result(None)
+
+            self.mailboxes.on_block = wake
+            for task in running:
+                task.add_done_callback(wake)
             try:
-                await asyncio.wait([*running, waiter], return_when=asyncio.FIRST_COMPLETED)
+                await woken
             finally:
-                waiter.cancel()
+                self.mailboxes.on_block = None
+                for task in running:
+                    task.remove_done_callback(wake)
 
     async def _main(self, agent: Agent, playbooks: list[PlaybookDef], args: dict[str, Any] | None) -> Any:
         current_frame.set(Frame(""))  # this task's root: top-level calls get paths 1, 2, 3…

@@ -10,6 +10,7 @@ dropped if the receiver had already taken it: nothing delivered twice.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 Message = dict[str, str]  # {"id", "from", "from_klass", "to", "text"}
@@ -30,7 +31,7 @@ class Mailboxes:
         self.taken: set[str] = set()
         self._changed: dict[str, asyncio.Event] = {}
         self.blocked: dict[str, int] = {}  # agent id -> its tasks waiting for a message
-        self.on_block: asyncio.Event | None = None  # set whenever a task starts waiting (quiescence check)
+        self.on_block: Callable[[], None] | None = None  # called whenever a task starts waiting (quiescence check)
 
     def rebuild(self, records: list[dict[str, Any]]) -> None:
         """From every agent's replayable records, in the order they were written."""
@@ -65,7 +66,7 @@ class Mailboxes:
             event.clear()
             self.blocked[agent_id] = self.blocked.get(agent_id, 0) + 1
             if self.on_block is not None:
-                self.on_block.set()
+                self.on_block()
             try:
                 await event.wait()
             finally:

@@ -195,3 +195,102 @@ def test_a_run_asked_to_wait_when_its_answer_already_arrived_is_queued_again(wor
     assert json.loads(client.hget(keys.run("r1"), "json"))["state"] == "queued"
     assert enqueued == ["r1"]
     assert not client.exists(keys.lease("r1"))
+
+
+def test_a_runs_own_task_starts_its_attempt_in_the_acquiring_write(worker_store: StoreFactory, client,
+                                                                   keys: Keys) -> None:
+    store = worker_store("host-a:1")
+    store.create(new_run("r1"))
+    client.sadd(keys.agents("r1"), "agent_1_r1")  # a journal written by an earlier attempt
+    run = store.get("r1")
+    run.begin_attempt()
+    run.worker = store.owner
+
+    ownership = store.acquire("r1", record=run, event={"type": "status", "text": "on host-a:1 (epoch {epoch})"})
+
+    assert ownership.agents == {"agent_1_r1"}
+    saved = store.get("r1")
+    assert (saved.state, len(saved.attempts), saved.worker) == ("running", 1, "host-a:1")
+    assert [json.loads(f[b"event"]) for _, f in client.xrange(keys.events("r1"))] == [
+        {"type": "status", "text": "on host-a:1 (epoch 1)"}]
+
+
+def test_a_refused_start_writes_nothing(worker_store: StoreFactory, client, keys: Keys) -> None:
+    a, b = worker_store("host-a:1"), worker_store("host-b:2")
+    a.create(new_run("r1"))
+    a.acquire("r1")
+    run = b.get("r1")
+    run.begin_attempt()
+
+    with pytest.raises(NotRunnable):
+        b.acquire("r1", record=run, event={"type": "status", "text": "b"})
+
+    assert b.get("r1").attempts == []
+    assert client.xlen(keys.events("r1")) == 0
+
+
+def test_the_end_event_is_published_with_the_final_state_and_never_when_fenced(worker_store: StoreFactory,
+                                                                               client, keys: Keys) -> None:
+    a, b = worker_store("host-a:1"), worker_store("host-b:2")
+    a.create(new_run("r1"))
+    run_a = a.get("r1")
+    a.acquire("r1")
+    client.delete(keys.lease("r1"))
+    b.acquire("r1")  # a was taken over
+    run_a.state = "succeeded"
+
+    with pytest.raises(Fenced):
+        a.save(run_a, event={"type": "end", "state": "succeeded"})
+    assert client.xlen(keys.events("r1")) == 0
+    assert client.smembers(keys.active) == {b"r1"}  # the reapers still watch b's run
+    assert client.zscore(keys.leases, "r1") is not None
+
+    run_b = b.get("r1")
+    run_b.state = "succeeded"
+    b.save(run_b, event={"type": "end", "state": "succeeded"})
+
+    assert [json.loads(f[b"event"]) for _, f in client.xrange(keys.events("r1"))] == [
+        {"type": "end", "state": "succeeded"}]
+    assert client.smembers(keys.active) == set()
+    assert client.zscore(keys.leases, "r1") is None
+
+
+def test_an_owner_expires_the_journals_of_agents_it_indexed_itself(worker_store: StoreFactory, client,
+                                                                   keys: Keys) -> None:
+    """The agents a run's owner knows without reading the index again: those indexed when it took the run,
+    and those it added since (here one no longer in the record, as after a divergence)."""
+    store = worker_store(finished_ttl_s=600)
+    store.create(new_run("r1"))
+    client.sadd(keys.agents("r1"), "old_1_r1")
+    run = store.get("r1")
+    run.begin_attempt()
+    ownership = store.acquire("r1", record=run, event={"type": "status", "text": "s"})
+    ownership.agents.add("gone_2_r1")
+    for agent in ("old_1_r1", "gone_2_r1", "agent_3_r1"):
+        client.hset(keys.journal("r1", agent), "1", b"blob")
+    run.agents = [{"agent_id": "agent_3_r1", "klass": "Agent"}]
+    run.state = "succeeded"
+
+    store.save(run)
+
+    for agent in ("old_1_r1", "gone_2_r1", "agent_3_r1"):
+        assert 0 < client.ttl(keys.journal("r1", agent)) <= 600, agent
+
+
+def test_scripts_sent_in_a_pipeline_survive_redis_losing_them(worker_store: StoreFactory, client,
+                                                              keys: Keys) -> None:
+    """A Redis restart (or SCRIPT FLUSH) empties the script cache: the pipelined EVALSHA fails with NOSCRIPT and
+    the script is loaded and run again on its own."""
+    store = worker_store()
+    store.create(new_run("r1"))
+    run = store.get("r1")
+    client.script_flush()
+
+    store.acquire("r1")
+    client.script_flush()
+    run.state = "succeeded"
+    store.save(run, event={"type": "end", "state": "succeeded"})
+
+    assert store.get("r1").state == "succeeded"
+    assert client.xlen(keys.events("r1")) == 1
+    assert client.smembers(keys.active) == set()
