@@ -28,6 +28,7 @@ import redis
 
 from playbooks_worker import logs
 from playbooks_worker.checkpoints.provider import parse_record_id
+from playbooks_worker.cluster import loops
 from playbooks_worker.cluster.executor import ClusterIO
 from playbooks_worker.cluster.keys import unit_run
 from playbooks_worker.cluster.store import NotRunnable, Ownership
@@ -453,7 +454,7 @@ class AgentTask:
             unit = self.unit
             try:
                 try:
-                    result = asyncio.run(runtime.run_agent(self.agent_id, unit["klass"], unit.get("kwargs") or {},
+                    result = loops.run(runtime.run_agent(self.agent_id, unit["klass"], unit.get("kwargs") or {},
                                                            bool(unit.get("entry")),
                                                            run.args if unit.get("first") else None))
                 except Parked:
