@@ -59,7 +59,7 @@ class ClusterSettings:
         # Settings get logged; the dataclass repr would print the broker's password.
         return (
             f"ClusterSettings(broker_url={redact_url(self.broker_url)!r}, "
-            f"redis_url={redact_url(self.redis_url)!r}, queue={self.queue!r}, "
+            f"redis_url={redact_url(self.redis_url)!r}, queue={redact_url(self.queue)!r}, "
             f"lease_seconds={self.lease_seconds!r})"
         )
 

@@ -197,6 +197,12 @@ def test_each_crash_found_by_this_fuzz_is_now_a_config_error(tmp_path: Path) -> 
         assert caught.value.message == expected
 
 
+def test_a_queue_named_like_a_url_keeps_its_password_out_of_the_settings_repr(tmp_path: Path) -> None:
+    # Found by the fuzz below: every field that may hold a URL is redacted, the queue's name too.
+    found = load_settings(cwd=tmp_path, environ={"PLAYBOOKS_CLUSTER__QUEUE": f"redis://:{SECRET}@127.0.0.1:1/0"})
+    assert found.cluster.queue.endswith("127.0.0.1:1/0") and SECRET not in repr(found.cluster)
+
+
 @fuzz(400)
 @given(data=CONFIG_BYTES, environ=ENVIRON)
 def test_load_settings_returns_settings_or_names_the_problem(tmp_path_factory: pytest.TempPathFactory,
