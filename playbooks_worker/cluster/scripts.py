@@ -10,23 +10,29 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+# A checkpoint: a record appended to its agent's journal if the writer's epoch is current, with the output it
+# stands for published and the input it recorded consumed, in one atomic write. (Shared by the two scripts below.)
 # KEYS: epoch, journal, agents, events, inbox
 # ARGV: epoch ("" = unfenced: local mode), counter, signed record, agent id, event JSON or "", consume "1"/"0",
 #       and optionally the counter and signed record of an earlier record written with it (a deferred receive)
 # -> 1 written | -1 fenced (the run's epoch moved on) | -2 that checkpoint already exists
-APPEND_CHECKPOINT = """
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return -2 end
-if ARGV[7] and ARGV[7] ~= '' then
-  if redis.call('HEXISTS', KEYS[2], ARGV[7]) == 1 then return -2 end
-  redis.call('HSET', KEYS[2], ARGV[7], ARGV[8])
+_APPEND = """
+local function append()
+  if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+  if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return -2 end
+  if ARGV[7] and ARGV[7] ~= '' then
+    if redis.call('HEXISTS', KEYS[2], ARGV[7]) == 1 then return -2 end
+    redis.call('HSET', KEYS[2], ARGV[7], ARGV[8])
+  end
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  redis.call('SADD', KEYS[3], ARGV[4])
+  if ARGV[5] ~= '' then redis.call('XADD', KEYS[4], '*', 'event', ARGV[5]) end
+  if ARGV[6] == '1' then redis.call('LPOP', KEYS[5]) end
+  return 1
 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-redis.call('SADD', KEYS[3], ARGV[4])
-if ARGV[5] ~= '' then redis.call('XADD', KEYS[4], '*', 'event', ARGV[5]) end
-if ARGV[6] == '1' then redis.call('LPOP', KEYS[5]) end
-return 1
 """
+
+APPEND_CHECKPOINT = _APPEND + "return append()\n"
 
 # The checkpoint of a spread run's agent (DESIGN §5): APPEND_CHECKPOINT, plus the effects the recorded call had
 # on other agents, in the same atomic write, so a message is delivered exactly when its send is recorded and an
@@ -36,17 +42,9 @@ return 1
 #   'send',   message JSON, snoop event JSON, recipient id   KEYS: recipient's mailbox, recipient's unit
 #   'create', unit JSON,    '',               agent id       KEYS: the new agent's unit, the run's units
 # -> {1, agent ids to enqueue (woken recipients, created agents)...} | {-1} fenced | {-2} exists already
-APPEND_WITH_EFFECTS = """
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return {-2} end
-if ARGV[7] ~= '' then
-  if redis.call('HEXISTS', KEYS[2], ARGV[7]) == 1 then return {-2} end
-  redis.call('HSET', KEYS[2], ARGV[7], ARGV[8])
-end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-redis.call('SADD', KEYS[3], ARGV[4])
-if ARGV[5] ~= '' then redis.call('XADD', KEYS[4], '*', 'event', ARGV[5]) end
-if ARGV[6] == '1' then redis.call('LPOP', KEYS[5]) end
+APPEND_WITH_EFFECTS = _APPEND + """
+local written = append()
+if written ~= 1 then return {written} end
 local reply = {1}
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
