@@ -11,7 +11,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from playbooks_worker.errors import PlaybooksError
+from playbooks_worker.errors import PlaybooksError, StoreUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +43,9 @@ def handle_errors(function: F) -> F:
             return function(*args, **kwargs)
         except PlaybooksError as exc:
             abort(exc.message, exc.hint, exc.exit_code)
+        except StoreUnavailable as exc:
+            abort(f"the checkpoint store failed: {exc}",
+                  "the run stopped at its last checkpoint: once the store is back, continue it with --resume", 1)
 
     return wrapper  # type: ignore[return-value]
 

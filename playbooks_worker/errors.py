@@ -91,6 +91,16 @@ class InputUnavailable(RunError):
     exit_code = 3
 
 
+class StoreUnavailable(BaseException):
+    """The checkpoint store (Redis) failed a call mid-run: a connection lost, a server restarting. Not the
+    program's outcome — never recorded, never caught by playbook code (`except Exception`): the run stops
+    where it is, its lease lapses, and it resumes from its last checkpoint once the store is back."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
+
+
 class Parked(BaseException):
     """A spread run's agent waits for a message that has not come: its task ends and frees the worker; the
     message, when sent, enqueues it again (DESIGN §5)."""

@@ -19,6 +19,7 @@ from playbooks_worker.checkpoints.provider import (
     split_checkpoint_id,
 )
 from playbooks_worker.checkpoints.signing import Signer, decode_record, encode_record, load_secret_key, max_bytes_for
+from playbooks_worker.cluster.failures import store_call
 from playbooks_worker.cluster.keys import Keys
 from playbooks_worker.cluster.scripts import Scripts
 from playbooks_worker.errors import CheckpointError, CheckpointNotFound, Fenced
@@ -73,6 +74,7 @@ class RedisCheckpointProvider(CheckpointProvider):
 
     # -- the five methods ------------------------------------------------------------------------------
 
+    @store_call
     def write_sync(self, record: dict[str, Any], *, event: dict[str, Any] | None = None,
                    consume_input: bool = False, earlier: dict[str, Any] | None = None) -> None:
         """`earlier`: a record of the same agent written in the same atomic write (a deferred receive)."""
@@ -96,6 +98,7 @@ class RedisCheckpointProvider(CheckpointProvider):
         return [parse_record_id(earlier["checkpoint_id"])[1],
                 encode_record(self._signer, earlier, max_bytes=self._max_bytes)]
 
+    @store_call
     def write_with_effects(self, record: dict[str, Any], effects: list[dict[str, Any]], *,
                            event: dict[str, Any] | None = None, consume_input: bool = False,
                            earlier: dict[str, Any] | None = None) -> list[str]:

@@ -22,12 +22,13 @@ from playbooks_worker.checkpoints.redis import RedisCheckpointProvider
 from playbooks_worker.checkpoints.signing import load_secret_key
 from playbooks_worker.cluster import loops
 from playbooks_worker.cluster.connection import redis_client
+from playbooks_worker.cluster.failures import store_call, store_calls
 from playbooks_worker.cluster.heartbeat import process_alive
 from playbooks_worker.cluster.keys import Keys, is_agent_unit
 from playbooks_worker.cluster.scripts import Scripts
 from playbooks_worker.cluster.store import NotRunnable, Ownership, RedisRunStore
 from playbooks_worker.config import Settings
-from playbooks_worker.errors import Fenced, InputUnavailable, PlaybooksError, RunNotFound
+from playbooks_worker.errors import Fenced, InputUnavailable, PlaybooksError, RunNotFound, StoreUnavailable
 from playbooks_worker.messages import failure_lines, found_checkpoint_lines, no_checkpoints_line, resumed_line
 from playbooks_worker.program import parse_sources
 from playbooks_worker.program.model import Program
@@ -47,6 +48,7 @@ class ClusterIO:
         self.run_id = run_id
         self.found: set[str] = set()
 
+    @store_call
     def publish(self, event: dict[str, Any]) -> None:
         self.client.xadd(self.keys.events(self.run_id), {"event": json.dumps(event, default=str)})
 
@@ -61,7 +63,8 @@ class ClusterIO:
     async def read_input(self, agent: Any) -> str:
         # Peek, do not pop: the input leaf's checkpoint pops it in the same atomic write (consume_input),
         # so a crash in between neither loses the answer nor uses it twice.
-        text = self.client.lindex(self.keys.inbox(self.run_id), 0)
+        with store_calls():
+            text = self.client.lindex(self.keys.inbox(self.run_id), 0)
         if text is None:
             raise InputUnavailable("the run waits for input from user",
                                    hint=f"answer with: playbooks send {self.run_id} 'your answer'")
@@ -267,6 +270,8 @@ class Executor:
             return "failed"
         except redis.RedisError:
             raise  # Redis down or cut off: the lease lapses and a reaper re-enqueues the run once it is back
+        except StoreUnavailable as exc:
+            raise exc.cause from None  # the same, met mid-run; Celery wants an Exception
         except Exception as exc:
             # Not the program's failure (the runner records those): a fault of this runtime. Ending the run is
             # better than the reaper handing it back to the same fault every few seconds.

@@ -30,6 +30,7 @@ from playbooks_worker import logs
 from playbooks_worker.checkpoints.provider import parse_record_id
 from playbooks_worker.cluster import loops
 from playbooks_worker.cluster.executor import ClusterIO
+from playbooks_worker.cluster.failures import store_call, store_calls
 from playbooks_worker.cluster.keys import unit_run
 from playbooks_worker.cluster.store import NotRunnable, Ownership
 from playbooks_worker.errors import (
@@ -43,6 +44,7 @@ from playbooks_worker.errors import (
     PlaybooksError,
     ProgramEnd,
     RunNotFound,
+    StoreUnavailable,
 )
 from playbooks_worker.messages import failure_lines
 from playbooks_worker.program.model import Program
@@ -280,6 +282,7 @@ class SpreadPeers:
         self.taken = taken  # message ids this agent's journal records as received
         self.seen: set[str] = set()  # message ids read from the stream by this task
 
+    @store_call
     def _refresh(self) -> None:
         units = [_text(u) for u in self.client.smembers(self.keys.units(self.run_id))]
         pipe = self.client.pipeline(transaction=False)
@@ -312,18 +315,24 @@ class SpreadPeers:
         found = self._lookup(klass)
         return found[0] if found else None
 
+    @store_call
     def new_agent_id(self, klass: str) -> str:
         # Allocated before the creating call is recorded: a crash in between leaves a gap in the numbering,
         # never two agents with one id.
         index = self.client.hincrby(self.keys.run(self.run_id), "agent_index", 1)
         return agent_id_for(klass, int(index), self.run_id)
 
+    @store_call
     def claim(self, klass: str) -> str:
         candidate = self.new_agent_id(klass)
         self.client.hsetnx(self.keys.run(self.run_id), f"singleton:{klass}", candidate)
         return _text(self.client.hget(self.keys.run(self.run_id), f"singleton:{klass}"))
 
     async def receive(self, agent: Agent, source: str) -> dict[str, str]:
+        with store_calls():
+            return await self._receive(agent, source)
+
+    async def _receive(self, agent: Agent, source: str) -> dict[str, str]:
         linger = self.task.executor.settings.cluster.message_linger_s
         deadline = time.monotonic() + linger
         mailbox = self.keys.mailbox(agent.id)
@@ -399,6 +408,8 @@ class AgentTask:
             return self._run(run)
         except redis.RedisError:
             raise  # Redis down or cut off: the lease lapses and a reaper re-enqueues the agent once it is back
+        except StoreUnavailable as exc:
+            raise exc.cause from None  # the same, met inside the program; Celery wants an Exception
         except Exception as exc:
             # Not the program's failure (the runtime's outcomes are handled in _run): the program no longer
             # parses, or a fault of this runtime. Ending the run beats failing over into the same fault forever.
@@ -574,9 +585,10 @@ class AgentIO(ClusterIO):
 
     async def read_input(self, agent: Any) -> str:
         mine = self.keys.inbox(self.agent_id)
-        text = self.client.lindex(mine, 0)
-        if text is None:
-            text = self.client.lmove(self.keys.inbox(self.run_id), mine, "LEFT", "RIGHT")
+        with store_calls():
+            text = self.client.lindex(mine, 0)
+            if text is None:
+                text = self.client.lmove(self.keys.inbox(self.run_id), mine, "LEFT", "RIGHT")
         if text is None:
             raise InputUnavailable(f"agent {self.agent_id} waits for input from user",
                                    hint=f"answer with: playbooks send {self.run_id} 'your answer'")

@@ -214,3 +214,33 @@ def test_a_worker_fenced_after_its_last_checkpoint_does_not_announce_the_end(
     assert ends(client, keys, submitted) == ["succeeded"]
     assert said(client, keys, submitted) == SAID
     assert ran() == [(n, "host-a:1") for n in range(1, 5)]  # the successor only replayed
+
+
+def test_redis_failing_mid_run_stops_the_run_without_failing_it(make_executor, submitted: str, client,
+                                                                keys: Keys) -> None:
+    import redis
+
+    worker = make_executor("host-a:1")
+    scripts = worker.provider.scripts
+    append = scripts.append_checkpoint
+
+    def cut_off() -> None:  # while Work(3) runs, the connection to Redis breaks: its checkpoint write fails
+        def fail(**_: object) -> None:
+            scripts.append_checkpoint = append
+            raise redis.ConnectionError("Connection reset by peer")
+
+        scripts.append_checkpoint = fail
+
+    cluster_helpers.HOOKS[3] = cut_off
+
+    with pytest.raises(redis.ConnectionError):  # to Celery: the task failed, not the program
+        execute_as(worker, submitted)
+
+    run = worker.store.get(submitted)
+    assert (run.state, run.error) == ("running", None)  # not "failed": the reaper hands it on
+    assert ends(client, keys, submitted) == []
+    assert not client.exists(keys.lease(submitted))
+    heartbeat.reap_one(worker, submitted, expected_lease=None)
+    assert execute_as(make_executor("host-b:2"), submitted) == "succeeded"
+    assert said(client, keys, submitted) == SAID
+    assert [n for n, _ in ran()] == [1, 2, 3, 3, 4]  # the call in flight when the store failed ran again
