@@ -114,6 +114,35 @@ def _refuse_without_key(**_: Any) -> None:
         sys.exit(2)
 
 
+@signals.worker_init.connect
+def _survive_broker_restarts(**_: Any) -> None:
+    """Keep the worker alive when the broker restarts while tasks run.
+
+    Celery 5.7.0 drops a lost broker connection after `collect()` has cleared it. Whatever then touches that
+    connection's channel — restoring its unacked messages as it closes, or acking a task that finishes later —
+    reaches kombu's `_connparams` with no client and raises AttributeError, an "Unrecoverable error" that ends
+    the worker: at nearly every Redis restart while a task ran (bench/chaos.py). Raised as a connection error
+    instead, it is what both callers already expect and ignore. Neither the restore nor that ack is needed: a
+    run whose task stopped is re-enqueued by the lease reapers within seconds, and a message left unacked comes
+    back after the visibility timeout, where the duplicate is dropped."""
+    import redis
+    from kombu.transport import redis as kombu_redis
+
+    channel = kombu_redis.Channel
+    if getattr(channel._connparams, "__pbw__", False):
+        return
+    original = channel._connparams
+
+    def _connparams(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.connection is None or getattr(self.connection, "client", None) is None:
+            raise redis.ConnectionError("the broker connection was closed")
+        return original(self, *args, **kwargs)
+
+    _connparams.__pbw__ = True  # type: ignore[attr-defined]
+    channel._connparams = _connparams
+    kombu_redis.QoS.restore_at_shutdown = False
+
+
 @signals.worker_ready.connect
 def _start_background(**_: Any) -> None:
     from playbooks_worker.cluster.executor import Executor
