@@ -122,9 +122,10 @@ def _survive_broker_restarts(**_: Any) -> None:
     connection's channel — restoring its unacked messages as it closes, or acking a task that finishes later —
     reaches kombu's `_connparams` with no client and raises AttributeError, an "Unrecoverable error" that ends
     the worker: at nearly every Redis restart while a task ran (bench/chaos.py). Raised as a connection error
-    instead, it is what both callers already expect and ignore. Neither the restore nor that ack is needed: a
-    run whose task stopped is re-enqueued by the lease reapers within seconds, and a message left unacked comes
-    back after the visibility timeout, where the duplicate is dropped."""
+    instead, it is what both callers already expect and ignore. Neither the restore nor that ack is needed then:
+    a run whose task stopped is re-enqueued by the lease reapers within seconds, and a message left unacked
+    comes back after the visibility timeout, where the duplicate is dropped. (A connection lost while Redis
+    stays up still restores its unacked messages at once, as before: a copy, dropped by the lease.)"""
     import redis
     from kombu.transport import redis as kombu_redis
 
@@ -140,7 +141,6 @@ def _survive_broker_restarts(**_: Any) -> None:
 
     _connparams.__pbw__ = True  # type: ignore[attr-defined]
     channel._connparams = _connparams
-    kombu_redis.QoS.restore_at_shutdown = False
 
 
 @signals.worker_ready.connect
