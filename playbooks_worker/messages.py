@@ -32,10 +32,13 @@ def resumed_line(agent_id: str) -> str:
     return f"✅ Resumed execution for agent {agent_id}"
 
 
-def failure_lines(error: BaseException | None, sources: dict[str, str]) -> list[str]:
-    """What failed, and the lines of the user's program it failed in — not the runtime's frames."""
+def failure_lines(error: BaseException | str | None, sources: dict[str, str]) -> list[str]:
+    """What failed, and the lines of the user's program it failed in — not the runtime's frames. `error` may be
+    the text of a failure recorded elsewhere (`Type: message`): then there are no frames to show."""
     if error is None:
         return []
+    if isinstance(error, str):
+        return [f"❌ The program failed: {error}"]
     lines = [f"❌ The program failed: {type(error).__name__}: {error}"]
     files = {str(Path(p).resolve()) for p in sources}
     for frame in traceback.extract_tb(error.__traceback__):

@@ -66,7 +66,7 @@ class RunOutcome:
     run: RunRecord
     status: str  # succeeded | failed | waiting | interrupted | fenced | handed_off
     result: Any = None
-    error: BaseException | None = None
+    error: BaseException | str | None = None  # str: a failure recorded elsewhere (an agent of a spread run)
 
     @property
     def exit_code(self) -> int:

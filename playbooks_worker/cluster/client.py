@@ -67,7 +67,7 @@ class ClusterClient:
         from playbooks_worker.checkpoints.redis import RedisCheckpointProvider
         from playbooks_worker.checkpoints.signing import load_secret_key
         from playbooks_worker.errors import CheckpointNotFound
-        from playbooks_worker.runner import fork_journals
+        from playbooks_worker.runner import fork_journals, in_creation_order
         from playbooks_worker.runtime.engine import run_id_of_agent
 
         try:
@@ -91,9 +91,7 @@ class ClusterClient:
         run = RunRecord(run_id=new_run_id(), program=str(program.path), program_digest=old.program_digest,
                         created_at=time.time(), args=old.args, program_display=display,
                         sources=dict(program.sources), parent={"run_id": old.run_id, "checkpoint_id": from_checkpoint})
-        suffix = f"_{old.run_id}"
-        agents = sorted(provider.run_agents_sync(old.run_id),
-                        key=lambda a: int(a[: -len(suffix)].rsplit("_", 1)[-1] or 0))
+        agents = in_creation_order(old.run_id, provider.run_agents_sync(old.run_id))
         fork_journals(provider, agents, old, run.run_id, cutoff)
         self.store.create(run)
         self.enqueue(run.run_id)

@@ -87,13 +87,14 @@ class ClusterIO:
         pass
 
 
-def end_event(outcome: RunOutcome, program: Program, owner: str) -> dict[str, Any] | None:
+def end_event(outcome: RunOutcome, program: Program | None, owner: str) -> dict[str, Any] | None:
     """The event announcing how an attempt ended, published with the record that says so (store.save)."""
     run, status = outcome.run, outcome.status
     if status == "succeeded":
         return {"type": "end", "state": "succeeded", "lines": ["Execution complete ✅"]}
     if status == "failed":
-        return {"type": "end", "state": "failed", "lines": failure_lines(outcome.error, program.sources),
+        return {"type": "end", "state": "failed",
+                "lines": failure_lines(outcome.error, program.sources if program else {}),
                 "hint": f"fix the program, then: playbooks run {run.program_display} --resume"}
     if status == "waiting":
         return {"type": "end", "state": "waiting", "lines": ["⏸️  The run is waiting for input from user"],

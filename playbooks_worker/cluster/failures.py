@@ -24,9 +24,13 @@ def store_calls() -> Iterator[None]:
 
 
 def store_call(function: F) -> F:
+    # A plain try, not `store_calls()`: a checkpoint write is on every await, and a generator-based context
+    # manager costs more than the try itself.
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with store_calls():
+        try:
             return function(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(exc) from exc
 
     return wrapper  # type: ignore[return-value]

@@ -29,7 +29,7 @@ import redis
 from playbooks_worker import logs
 from playbooks_worker.checkpoints.provider import parse_record_id
 from playbooks_worker.cluster import loops
-from playbooks_worker.cluster.executor import ClusterIO
+from playbooks_worker.cluster.executor import ClusterIO, end_event
 from playbooks_worker.cluster.failures import store_call, store_calls
 from playbooks_worker.cluster.keys import unit_run
 from playbooks_worker.cluster.store import NotRunnable, Ownership
@@ -46,12 +46,11 @@ from playbooks_worker.errors import (
     RunNotFound,
     StoreUnavailable,
 )
-from playbooks_worker.messages import failure_lines
 from playbooks_worker.program.model import Program
-from playbooks_worker.runner import _failing_checkpoint
+from playbooks_worker.runner import RunOutcome, _failing_checkpoint, in_creation_order
 from playbooks_worker.runs import RunRecord
 from playbooks_worker.runtime.engine import AgentJournal, Runtime, agent_id_for
-from playbooks_worker.runtime.mailbox import matches
+from playbooks_worker.runtime.mailbox import agent_spec, matches
 
 if TYPE_CHECKING:
     from playbooks_worker.cluster.executor import Executor
@@ -98,12 +97,6 @@ def _calls_foreign(code: str, foreign: set[str]) -> bool:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _index(agent_id: str) -> int:
-    head = agent_id.rsplit("_", 1)[0]
-    number = head.rsplit("_", 1)[-1]
-    return int(number) if number.isdigit() else 0
 
 
 def start(executor: Executor, run: RunRecord, program: Program, io: ClusterIO) -> str:
@@ -162,7 +155,7 @@ def _wake(executor: Executor, run_id: str) -> list[str]:
     input as there are inputs (each claims one when it reads: spread.AgentIO)."""
     client, k = executor.client, executor.keys
     client.hdel(k.run(run_id), "ended")
-    units = sorted((_text(u) for u in client.smembers(k.units(run_id))), key=_index)
+    units = in_creation_order(run_id, (_text(u) for u in client.smembers(k.units(run_id))))
     pipe = client.pipeline(transaction=False)
     for agent_id in units:
         pipe.hmget(k.run(agent_id), "state", "waiting_for", "json")
@@ -214,21 +207,6 @@ def set_run(executor: Executor, run: RunRecord, state: str, event: dict[str, Any
     return code
 
 
-def end_event(run: RunRecord, error: BaseException | str | None, program: Program | None) -> dict[str, Any]:
-    """The `end` event of a run (the same lines as Executor._report)."""
-    if run.state == "succeeded":
-        return {"type": "end", "state": "succeeded", "lines": ["Execution complete ✅"]}
-    if run.state == "waiting":
-        return {"type": "end", "state": "waiting", "lines": ["⏸️  The run is waiting for input from user"],
-                "hint": f"answer with: playbooks send {run.run_id} 'your answer'"}
-    if isinstance(error, BaseException):
-        lines = failure_lines(error, program.sources if program else {})
-    else:
-        lines = [f"❌ {error}"]
-    return {"type": "end", "state": "failed", "lines": lines,
-            "hint": f"fix the program, then: playbooks run {run.program_display} --resume"}
-
-
 def finish_run(executor: Executor, run_id: str, state: str | None = None,
                error: BaseException | str | None = None, *, result_of: dict[str, Any] | None = None) -> bool:
     """End a spread run: its state (given, or what its agents say: failed when one failed), result, agents,
@@ -238,7 +216,7 @@ def finish_run(executor: Executor, run_id: str, state: str | None = None,
     run = executor.store.get(run_id)
     if run.state in ("succeeded", "failed", "cancelled"):
         return False
-    units = sorted((_text(u) for u in client.smembers(k.units(run_id))), key=_index)
+    units = in_creation_order(run_id, (_text(u) for u in client.smembers(k.units(run_id))))
     pipe = client.pipeline(transaction=False)
     for agent_id in units:
         pipe.hmget(k.run(agent_id), "json", "state")
@@ -263,7 +241,7 @@ def finish_run(executor: Executor, run_id: str, state: str | None = None,
                                              if isinstance(error, BaseException) else str(error))
     run.state = state
     program = executor.program(run) if state == "failed" else None
-    return set_run(executor, run, state, end_event(run, error, program)) == 1
+    return set_run(executor, run, state, end_event(RunOutcome(run, state, error=error), program, "")) == 1
 
 
 class SpreadPeers:
@@ -295,13 +273,11 @@ class SpreadPeers:
     def _lookup(self, spec: str) -> tuple[str, str] | None:
         if spec in self.directory:
             return spec, self.directory[spec]
-        of_class = sorted((a for a, klass in self.directory.items() if klass == spec), key=_index)
+        of_class = in_creation_order(self.run_id, (a for a, klass in self.directory.items() if klass == spec))
         return (of_class[0], spec) if of_class else None
 
     def resolve(self, target: str) -> tuple[str, str]:
-        spec = target.strip()
-        if spec.lower().startswith("agent "):
-            spec = spec[6:].strip()
+        spec = agent_spec(target)
         found = self._lookup(spec)
         if found is None:
             self._refresh()
@@ -544,7 +520,7 @@ class AgentTask:
         elif code == 3:
             run = executor.store.get(self.run_id)
             run.state, run.waiting_for = "waiting", "user"
-            if set_run(executor, run, "waiting", end_event(run, None, None)) == -2:
+            if set_run(executor, run, "waiting", end_event(RunOutcome(run, "waiting"), None, "")) == -2:
                 set_run(executor, run, "queued")  # input came meanwhile: the run's task hands it out
                 executor.enqueue(self.run_id)
         return code
@@ -598,7 +574,7 @@ class AgentIO(ClusterIO):
 def agent_rows(executor_or_client: Any, keys: Any, run_id: str) -> list[dict[str, Any]]:
     """Every agent of a spread run: its state, the worker it runs on, what it waits for (for `status`)."""
     client = executor_or_client
-    units = sorted((_text(u) for u in client.smembers(keys.units(run_id))), key=_index)
+    units = in_creation_order(run_id, (_text(u) for u in client.smembers(keys.units(run_id))))
     pipe = client.pipeline(transaction=False)
     for agent_id in units:
         pipe.hmget(keys.run(agent_id), "state", "waiting_for", "json", "failovers")

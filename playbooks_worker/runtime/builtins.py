@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from playbooks_worker.errors import PlaybookReturn, ProgramEnd
+from playbooks_worker.runtime.mailbox import agent_spec
 
 if TYPE_CHECKING:
     from playbooks_worker.runtime.agent import Agent
@@ -31,8 +32,7 @@ def make_builtins(agent: Agent) -> dict[str, Callable[..., Any]]:
     humans = _humans(agent)
 
     def _is_human(target: str) -> bool:
-        spec = str(target).strip().lower()
-        return (spec[6:].strip() if spec.startswith("agent ") else spec) in humans
+        return agent_spec(target).lower() in humans
 
     def Step(step: str) -> Any:
         agent.current_step = str(step)

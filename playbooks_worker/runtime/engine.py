@@ -25,7 +25,7 @@ from playbooks_worker.program.model import AgentDef, PlaybookDef, Program
 from playbooks_worker.runtime.agent import Agent, RemoteAgent, call_site_of
 from playbooks_worker.runtime.callpath import Frame, current_agent, current_frame
 from playbooks_worker.runtime.journal import Journal
-from playbooks_worker.runtime.mailbox import Mailboxes
+from playbooks_worker.runtime.mailbox import Mailboxes, agent_spec
 from playbooks_worker.runtime.namespace import build_namespace, code_filename
 
 
@@ -325,9 +325,7 @@ class Runtime:
             p for p in playbooks if p.kind != "python" and all(q.default is not None for q in p.params)][:1]
 
     def _resolve(self, target: str) -> Agent:
-        spec = target.strip()
-        if spec.lower().startswith("agent "):
-            spec = spec[6:].strip()
+        spec = agent_spec(target)
         if spec in self.agents:
             return self.agents[spec]
         for agent in self.agents.values():

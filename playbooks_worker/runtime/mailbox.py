@@ -16,13 +16,15 @@ from typing import Any
 Message = dict[str, str]  # {"id", "from", "from_klass", "to", "text"}
 
 
+def agent_spec(target: str) -> str:
+    """Who `Say`, `SendMessage` or `WaitForMessage` names: an agent id or class (`"agent ID"` means ID)."""
+    spec = str(target).strip()
+    return spec[6:].strip() if spec.lower().startswith("agent ") else spec
+
+
 def matches(message: Message, source: str) -> bool:
-    spec = source.strip()
-    if spec in ("*", ""):
-        return True
-    if spec.lower().startswith("agent "):
-        spec = spec[6:].strip()
-    return spec in (message["from"], message.get("from_klass"))
+    spec = agent_spec(source)
+    return spec in ("*", "") or spec in (message["from"], message.get("from_klass"))
 
 
 class Mailboxes:
