@@ -192,6 +192,9 @@ class Journal:
 
     def _write(self, record: dict[str, Any], event: dict[str, Any] | None, consume: bool,
                effects: list[dict[str, Any]] | None) -> None:
+        if self.deferred is None and not effects:  # every await of every run but a spread run's receives
+            self.provider.write_sync(record, event=event, consume_input=consume)
+            return
         extra = {} if self.deferred is None else {"earlier": self.deferred}
         if not effects:
             self.provider.write_sync(record, event=event, consume_input=consume, **extra)
